@@ -1,0 +1,32 @@
+//! The hypervisor backend behind one trait: the in-memory one (simulated hosts, tests) now, libvirt
+//! for real KVM hosts.
+
+pub mod memory;
+
+use api::agent::{VmReport, VmSpec};
+use api::VmId;
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum HypervisorError {
+    #[error("VM {0} is not defined on this host")]
+    UnknownVm(VmId),
+    #[error("not enough {resource} on this host: the VM needs {needed}, {free} is free")]
+    InsufficientCapacity { resource: &'static str, needed: u64, free: u64 },
+    #[error("VM {0} is already {1}")]
+    WrongState(VmId, &'static str),
+}
+
+#[async_trait]
+pub trait Hypervisor: Send + Sync {
+    /// Define the VM if needed and start it. Returns once the start has begun; the VM reports
+    /// `Starting` until it has booted.
+    async fn start_vm(&self, spec: &VmSpec) -> Result<(), HypervisorError>;
+    /// Stop a VM: gracefully, or at once with `force`.
+    async fn stop_vm(&self, vm: VmId, force: bool) -> Result<(), HypervisorError>;
+    /// Every VM the hypervisor knows, with its state.
+    async fn list_vms(&self) -> Vec<VmReport>;
+    /// Ticks whenever any VM changes state, so the agent can send a fresh inventory.
+    fn changes(&self) -> watch::Receiver<u64>;
+}

@@ -1,0 +1,109 @@
+//! `parapet-agent`: the host agent binary. Connects to a management server with the zone's join token
+//! and registers this host.
+
+use agent::hypervisor::memory::MemoryHypervisor;
+use agent::{AgentConfig, Backoff};
+use api::agent::HostRegistration;
+use api::v1::{HypervisorKind, Resources};
+use clap::{Parser, ValueEnum};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// In-memory VMs (testing, simulation).
+    Memory,
+}
+
+#[derive(Parser)]
+#[command(name = "parapet-agent", version, about = "Parapet host agent")]
+struct Args {
+    /// Management server URL, e.g. http://mgmt.example:8080.
+    #[arg(long, env = "PARAPET_SERVER")]
+    server: String,
+    /// The zone's join token.
+    #[arg(long, env = "PARAPET_JOIN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Host name as shown in the console [default: this machine's host name].
+    #[arg(long)]
+    name: Option<String>,
+    /// Cluster (by name) this host belongs to.
+    #[arg(long)]
+    cluster: String,
+    /// Address operators reach this host at.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: String,
+    /// CPU cores offered to VMs [default: this machine's].
+    #[arg(long)]
+    cpu_cores: Option<u32>,
+    /// Speed of one core in MHz.
+    #[arg(long, default_value_t = 2400)]
+    core_mhz: u32,
+    /// Memory offered to VMs in MB [default: this machine's].
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// URL of a mounted primary storage pool (repeatable).
+    #[arg(long = "mount")]
+    mounts: Vec<String>,
+    /// Hypervisor backend.
+    #[arg(long, value_enum, default_value = "memory")]
+    backend: Backend,
+}
+
+fn machine_memory_mb() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PARAPET_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let name = match args.name {
+        Some(name) => name,
+        None => std::fs::read_to_string("/etc/hostname")
+            .map(|text| text.trim().to_owned())
+            .map_err(|error| anyhow::anyhow!("--name not given and /etc/hostname unreadable: {error}"))?,
+    };
+    let cpu_cores = args
+        .cpu_cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1));
+    let memory_mb = args
+        .memory_mb
+        .or_else(machine_memory_mb)
+        .ok_or_else(|| anyhow::anyhow!("--memory-mb not given and /proc/meminfo unreadable"))?;
+    let capacity = Resources { cpu_cores, cpu_mhz: cpu_cores * args.core_mhz, memory_mb };
+    let hypervisor = match args.backend {
+        Backend::Memory => Arc::new(MemoryHypervisor::new(capacity, Duration::from_secs(2), Duration::from_secs(1))),
+    };
+    let config = AgentConfig {
+        server_url: args.server,
+        join_token: args.token,
+        registration: HostRegistration {
+            name,
+            address: args.address,
+            cluster: args.cluster,
+            hypervisor: match args.backend {
+                Backend::Memory => HypervisorKind::Sim,
+            },
+            capacity,
+            mounted_storage: args.mounts,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        backoff: Backoff::default(),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+    });
+    agent::run(config, hypervisor, stopped).await;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The console <-> server contract under `/api/v1`: inventory, accounts, live events, errors.
+
+use crate::ids::*;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Header every mutating request must carry (with any value). Together with the SameSite=Strict session
+/// cookie it makes cross-site request forgery impossible: a foreign page cannot set custom headers
+/// without a CORS preflight, which the server never grants.
+pub const CSRF_HEADER: &str = "x-parapet-csrf";
+
+/// Name of the HttpOnly session cookie that carries the short-lived JWT.
+pub const SESSION_COOKIE: &str = "parapet_session";
+
+/// Every error answer of the API: a stable machine code and a message a person can act on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    PoolAdmin,
+    PoolOperator,
+    VmOperator,
+    ReadOnly,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::PoolAdmin => "pool-admin",
+            Role::PoolOperator => "pool-operator",
+            Role::VmOperator => "vm-operator",
+            Role::ReadOnly => "read-only",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        [Role::PoolAdmin, Role::PoolOperator, Role::VmOperator, Role::ReadOnly]
+            .into_iter()
+            .find(|role| role.as_str() == text)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// The signed-in user, as the console sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub id: UserId,
+    pub username: String,
+    pub role: Role,
+    /// When the current session token expires; the console refreshes before that.
+    pub session_expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Zone {
+    pub id: ZoneId,
+    pub name: String,
+    pub ha_enabled: bool,
+    pub oobm_enabled: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: ClusterId,
+    pub zone_id: ZoneId,
+    pub name: String,
+    pub ha_enabled: bool,
+    pub oobm_enabled: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HypervisorKind {
+    Kvm,
+    Sim,
+}
+
+/// Whether the host's agent holds its long-lived connection to a management server right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentConnection {
+    Connected,
+    Disconnected,
+}
+
+/// Whether new VMs may be placed on a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostAllocation {
+    Enabled,
+    Disabled,
+    Maintenance,
+}
+
+/// CPU and memory of a host: what it has, and what the VMs placed on it take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_cores: u32,
+    pub cpu_mhz: u32,
+    pub memory_mb: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub id: HostId,
+    pub zone_id: ZoneId,
+    pub cluster_id: ClusterId,
+    pub name: String,
+    pub address: String,
+    pub hypervisor: HypervisorKind,
+    pub allocation: HostAllocation,
+    pub connection: AgentConnection,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub capacity: Resources,
+    /// Sum of the offerings of the VMs that live on this host (running or not).
+    pub allocated: Resources,
+    pub tags: Vec<String>,
+    pub storage_pool_ids: Vec<StoragePoolId>,
+    pub vm_count: u32,
+    pub running_vm_count: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmState {
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+    /// The host's agent is not connected: the server does not know what the VM is doing.
+    Unknown,
+    Error,
+}
+
+impl VmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Stopped => "stopped",
+            VmState::Starting => "starting",
+            VmState::Running => "running",
+            VmState::Stopping => "stopping",
+            VmState::Unknown => "unknown",
+            VmState::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPriority {
+    Restart,
+    BestEffort,
+    DoNotRestart,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Vm {
+    pub id: VmId,
+    pub name: String,
+    pub zone_id: ZoneId,
+    pub cluster_id: Option<ClusterId>,
+    pub host_id: Option<HostId>,
+    pub offering_id: OfferingId,
+    pub storage_pool_id: StoragePoolId,
+    pub state: VmState,
+    /// Why the VM is in Error, as the agent said it.
+    pub state_reason: Option<String>,
+    pub resources: Resources,
+    /// Protected by HA (from its offering unless overridden).
+    pub ha_protected: bool,
+    pub restart_priority: RestartPriority,
+    /// Bumped on every placement change; agents refuse commands that name an older one.
+    pub generation: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageKind {
+    Nfs,
+    Iscsi,
+    Local,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageScope {
+    Cluster,
+    Host,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoragePool {
+    pub id: StoragePoolId,
+    pub zone_id: ZoneId,
+    pub cluster_id: Option<ClusterId>,
+    pub host_id: Option<HostId>,
+    pub name: String,
+    pub kind: StorageKind,
+    pub scope: StorageScope,
+    /// Where hosts mount it, e.g. `nfs://10.0.0.5/export/primary` or a local path.
+    pub url: String,
+    pub capacity_gb: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComputeOffering {
+    pub id: OfferingId,
+    pub name: String,
+    pub description: String,
+    pub cpu_cores: u32,
+    pub cpu_mhz: u32,
+    pub memory_mb: u64,
+    pub host_tags: Vec<String>,
+    pub offer_ha: bool,
+}
+
+/// The whole zone > cluster > host > VM tree in one answer, for the infrastructure view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub zones: Vec<Zone>,
+    pub clusters: Vec<Cluster>,
+    pub hosts: Vec<Host>,
+    pub vms: Vec<Vm>,
+    pub storage_pools: Vec<StoragePool>,
+}
+
+/// Answer of the VM power routes: the command was handed to the host's agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VmActionAccepted {
+    pub vm: Vm,
+    pub command_id: CommandId,
+}
+
+/// One live event on `GET /api/v1/events` (server-sent events; the SSE event name is `change`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Event {
+    HostChanged { host: Host },
+    VmChanged { vm: Vm },
+    /// Something changed that the console should reload wholesale (e.g. after a reconnect).
+    InventoryChanged,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_their_own_names_and_nothing_else() {
+        for role in [Role::PoolAdmin, Role::PoolOperator, Role::VmOperator, Role::ReadOnly] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+            assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{}\"", role.as_str()));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn events_are_tagged_by_kind() {
+        let json = serde_json::to_value(Event::InventoryChanged).unwrap();
+        assert_eq!(json, serde_json::json!({"kind": "inventory-changed"}));
+    }
+}

@@ -1,0 +1,216 @@
+//! One agent's WebSocket session: the `Hello`/`Welcome` handshake, then heartbeats, inventories and
+//! command results in, commands out. A bad frame is answered with an `Error` and logged; it never
+//! ends the server, and only a protocol violation at the handshake ends the session.
+
+use crate::app;
+use crate::db::ZoneRecord;
+use crate::events::error_chain;
+use crate::state::AppState;
+use api::agent::{AgentMessage, Frame, HostRegistration, PROTOCOL_VERSION, ServerMessage};
+use api::HostId;
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Heartbeats between two announcements of a host's last-heartbeat time to the console.
+const ANNOUNCE_EVERY_HEARTBEATS: u64 = 5;
+
+/// Why a text frame could not be taken: an error code and message for the agent.
+#[derive(Debug, PartialEq)]
+pub struct FrameError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Parse one text frame, telling a version mismatch apart from a malformed message.
+pub fn parse_frame(text: &str) -> Result<AgentMessage, FrameError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|error| FrameError { code: "malformed-message", message: format!("not JSON: {error}") })?;
+    match value.get("v").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
+        Some(v) => {
+            return Err(FrameError {
+                code: "unsupported-version",
+                message: format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
+            });
+        }
+        None => {
+            return Err(FrameError { code: "malformed-message", message: "the frame has no version field \"v\"".into() });
+        }
+    }
+    serde_json::from_value::<Frame<AgentMessage>>(value)
+        .map(|frame| frame.body)
+        .map_err(|error| FrameError { code: "malformed-message", message: error.to_string() })
+}
+
+fn encode(message: &ServerMessage) -> Message {
+    Message::Text(serde_json::to_string(&Frame::v1(message)).unwrap_or_default().into())
+}
+
+fn error_message(code: &str, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::Error { code: code.to_owned(), message: message.into() }
+}
+
+/// Drive one authenticated agent connection until it ends.
+pub async fn run(state: AppState, zone: ZoneRecord, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+
+    let registration = match tokio::time::timeout(HELLO_TIMEOUT, next_hello(&mut stream)).await {
+        Ok(Ok(registration)) => registration,
+        Ok(Err(error)) => {
+            tracing::warn!(zone = %zone.zone.name, code = error.code, "agent handshake refused: {}", error.message);
+            let _ = sink.send(encode(&error_message(error.code, error.message))).await;
+            let _ = sink.close().await;
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(zone = %zone.zone.name, "agent sent no hello within {} s", HELLO_TIMEOUT.as_secs());
+            let _ = sink.send(encode(&error_message("hello-timeout", "no hello received in time"))).await;
+            return;
+        }
+    };
+
+    let host_id = match app::hosts::register(&state, &zone, &registration).await {
+        Ok(host_id) => host_id,
+        Err(error) => {
+            tracing::warn!(host = %registration.name, "agent registration refused: {error}");
+            let _ = sink.send(encode(&error_message("registration-refused", error.to_string()))).await;
+            let _ = sink.close().await;
+            return;
+        }
+    };
+
+    let (sender, mut outbox) = mpsc::channel::<ServerMessage>(256);
+    let welcome = ServerMessage::Welcome {
+        host_id,
+        heartbeat_interval_ms: state.settings.heartbeat_interval.as_millis() as u64,
+    };
+    if sink.send(encode(&welcome)).await.is_err() {
+        return;
+    }
+    let connection_id = state.hub.attach(host_id, sender.clone());
+    tracing::info!(host = %registration.name, %host_id, "agent connected");
+    state.events.publish_host(&state.db, host_id).await;
+
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outbox.recv().await {
+            if sink.send(encode(&message)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    read_loop(&state, host_id, &registration.name, &sender, &mut stream).await;
+
+    writer.abort();
+    if state.hub.detach(host_id, connection_id) {
+        tracing::info!(host = %registration.name, %host_id, "agent disconnected");
+        app::hosts::mark_disconnected(&state, host_id).await;
+    }
+}
+
+async fn next_hello(stream: &mut futures::stream::SplitStream<WebSocket>) -> Result<HostRegistration, FrameError> {
+    loop {
+        let Some(Ok(message)) = stream.next().await else {
+            return Err(FrameError { code: "closed", message: "connection closed before hello".into() });
+        };
+        match message {
+            Message::Text(text) => {
+                return match parse_frame(&text)? {
+                    AgentMessage::Hello { host } => Ok(host),
+                    _ => Err(FrameError { code: "hello-expected", message: "the first message must be hello".into() }),
+                };
+            }
+            Message::Close(_) => {
+                return Err(FrameError { code: "closed", message: "connection closed before hello".into() });
+            }
+            _ => continue,
+        }
+    }
+}
+
+async fn read_loop(
+    state: &AppState,
+    host_id: HostId,
+    host_name: &str,
+    sender: &mpsc::Sender<ServerMessage>,
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+) {
+    let silence = state.settings.agent_silence_timeout;
+    loop {
+        let message = match tokio::time::timeout(silence, stream.next()).await {
+            Err(_) => {
+                tracing::warn!(host = %host_name, "agent silent for {} s; closing its session", silence.as_secs());
+                return;
+            }
+            Ok(None) | Ok(Some(Err(_))) => return,
+            Ok(Some(Ok(message))) => message,
+        };
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(_) => return,
+            Message::Binary(_) => {
+                let _ = sender.try_send(error_message("malformed-message", "binary frames are not part of the protocol"));
+                continue;
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        match parse_frame(&text) {
+            Ok(message) => handle(state, host_id, host_name, sender, message).await,
+            Err(error) => {
+                tracing::warn!(host = %host_name, code = error.code, "bad frame from agent: {}", error.message);
+                let _ = sender.try_send(error_message(error.code, error.message));
+            }
+        }
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    host_id: HostId,
+    host_name: &str,
+    sender: &mpsc::Sender<ServerMessage>,
+    message: AgentMessage,
+) {
+    match message {
+        AgentMessage::Hello { .. } => {
+            let _ = sender.try_send(error_message("already-registered", "hello was already received on this connection"));
+        }
+        AgentMessage::Heartbeat { seq, .. } => {
+            if let Err(error) = state.db.host_record_heartbeat(host_id, crate::db::now_ms()).await {
+                tracing::warn!(host = %host_name, error = %error_chain(&error), "cannot record a heartbeat");
+            }
+            if seq % ANNOUNCE_EVERY_HEARTBEATS == 0 {
+                state.events.publish_host(&state.db, host_id).await;
+            }
+        }
+        AgentMessage::Inventory { vms } => {
+            if let Err(error) = app::vms::apply_inventory(state, host_id, &vms).await {
+                tracing::warn!(host = %host_name, "cannot apply a VM inventory: {error}");
+            }
+        }
+        AgentMessage::CommandResult { command_id, outcome } => {
+            if !state.hub.resolve(command_id, outcome) {
+                tracing::debug!(host = %host_name, %command_id, "result for a command nobody waits for");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_of_another_version_or_shape_are_told_apart() {
+        assert_eq!(parse_frame("{").unwrap_err().code, "malformed-message");
+        assert_eq!(parse_frame(r#"{"body":{}}"#).unwrap_err().code, "malformed-message");
+        assert_eq!(parse_frame(r#"{"v":2,"body":{"type":"heartbeat"}}"#).unwrap_err().code, "unsupported-version");
+        assert_eq!(parse_frame(r#"{"v":1,"body":{"type":"reboot-everything"}}"#).unwrap_err().code, "malformed-message");
+        let ok = parse_frame(r#"{"v":1,"body":{"type":"heartbeat","seq":3,"sent_at":"2026-01-01T00:00:00Z"}}"#);
+        assert!(matches!(ok, Ok(AgentMessage::Heartbeat { seq: 3, .. })));
+    }
+}

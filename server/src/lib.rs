@@ -1,0 +1,135 @@
+//! Parapet's management server as a library, so that `main.rs`, `demo`, and the integration tests
+//! start exactly the same thing.
+
+pub mod agents;
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod events;
+pub mod http;
+pub mod state;
+
+use crate::agents::AgentHub;
+use crate::app::auth::{SessionKeys, bootstrap_admin};
+use crate::config::{Config, DatabaseChoice};
+use crate::db::Db;
+use crate::events::EventBus;
+use crate::state::{AppState, RuntimeSettings};
+use anyhow::Context;
+use std::fs::File;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// A server that has its database, keys and socket, ready to serve.
+pub struct Server {
+    pub state: AppState,
+    pub local_addr: SocketAddr,
+    /// The first admin's password when this start created the account (show it once).
+    pub created_admin_password: Option<String>,
+    listener: TcpListener,
+    web_dir: Option<PathBuf>,
+    _data_dir_lock: Option<File>,
+}
+
+/// Take the data directory for this process alone: two servers writing one SQLite file would corrupt
+/// each other's view. The lock is released when the process ends, however it ends.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join("parapet.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another Parapet server is already using the data directory {} (it holds {}); \
+             stop it, or give this one another --data-dir",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+impl Server {
+    pub async fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+        let (db, lock) = match &config.database {
+            DatabaseChoice::SqliteIn(path) => {
+                let lock = lock_data_dir(&config.data_dir)?;
+                (Db::open_sqlite(path).await.context("cannot open the SQLite database")?, Some(lock))
+            }
+            DatabaseChoice::Url(url) => (Db::connect(url).await.context("cannot open the database")?, None),
+        };
+        let keys = SessionKeys::load_or_create(&config.session_key_file, chrono::Duration::minutes(config.session_minutes))
+            .with_context(|| format!("cannot load the session key {}", config.session_key_file.display()))?;
+        let created_admin_password = bootstrap_admin(&db, admin_password).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+        if db.backend() == db::Backend::Sqlite {
+            // Alone on this database: no agent can be connected to this new process yet.
+            db.host_mark_all_disconnected().await.context("cannot reset host connection states")?;
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let state = AppState {
+            db,
+            hub: AgentHub::new(Duration::from_secs(60)),
+            events: EventBus::new(),
+            keys: Arc::new(keys),
+            settings: Arc::new(RuntimeSettings { secure_cookies: config.secure_cookies, ..RuntimeSettings::default() }),
+        };
+        Ok(Server {
+            state,
+            local_addr,
+            created_admin_password,
+            listener,
+            web_dir: config.web_dir.clone(),
+            _data_dir_lock: lock,
+        })
+    }
+
+    /// Serve until `shutdown` resolves, then finish in-flight requests and close the database.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let router = http::router(self.state, self.web_dir.as_deref());
+        tracing::info!(address = %self.local_addr, "listening");
+        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("server failed")?;
+        state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

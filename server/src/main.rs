@@ -1,0 +1,164 @@
+//! `parapet`: the management server binary (serve, demo).
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use server::config::{Config, LogFormat, ServerArgs};
+use server::{Server, demo, shutdown_signal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "parapet", version, about = "Parapet: high-availability control plane for virtualization pools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the management server.
+    Serve(ServerArgs),
+    /// Run a server on a fresh data directory with a seeded pool of simulated hosts.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The simulator binary [default: parapet-sim next to this binary].
+    #[arg(long, value_name = "FILE")]
+    sim_bin: Option<PathBuf>,
+    /// Number of clusters (1 to 26).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=26))]
+    clusters: u8,
+    /// Simulated hosts per cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=64))]
+    hosts_per_cluster: u8,
+    /// Demo VMs to deploy and start.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(0..=2000))]
+    vms: u16,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PARAPET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn admin_password_from_env() -> Option<String> {
+    std::env::var("PARAPET_ADMIN_PASSWORD").ok().filter(|password| !password.is_empty())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("parapet: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Demo(args) => run_demo(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("parapet: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn resolve(args: &ServerArgs) -> anyhow::Result<Config> {
+    let config = args.resolve()?;
+    init_logging(config.log_format);
+    Ok(config)
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let config = resolve(&args)?;
+    let server = Server::prepare(&config, admin_password_from_env()).await?;
+    if let Some(password) = &server.created_admin_password {
+        println!("Created the first account. Sign in as: admin / {password}  (shown once; change it)");
+    }
+    println!("Parapet is listening on http://{}/", server.local_addr);
+    server.serve(shutdown_signal()).await
+}
+
+async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
+    // A fresh data directory: a temporary one unless the caller names one that holds no database yet.
+    let temporary = match &args.server.data_dir {
+        Some(dir) if dir.join("parapet.db").exists() => {
+            anyhow::bail!("the demo needs a fresh data directory, and {} already holds a database", dir.display())
+        }
+        Some(_) => None,
+        None => {
+            let dir = tempfile::Builder::new().prefix("parapet-demo-").tempdir()?;
+            args.server.data_dir = Some(dir.path().to_owned());
+            Some(dir)
+        }
+    };
+    let config = resolve(&args.server)?;
+    let password = admin_password_from_env().unwrap_or_else(server::app::auth::random_password);
+    let server = Server::prepare(&config, Some(password.clone())).await?;
+    let state = server.state.clone();
+    let address = server.local_addr;
+    let pool = demo::seed(&state.db, usize::from(args.clusters), usize::from(args.hosts_per_cluster))
+        .await
+        .map_err(|error| anyhow::anyhow!("seeding the demo pool: {error}"))?;
+
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async move {
+        let _ = server_stopped.await;
+    }));
+
+    let sim_bin = match args.sim_bin {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("parapet-sim"),
+    };
+    let mut sim = tokio::process::Command::new(&sim_bin);
+    sim.arg("--server").arg(format!("http://{address}")).env("PARAPET_JOIN_TOKEN", &pool.join_token).kill_on_drop(true);
+    for host in &pool.hosts {
+        sim.arg("--host").arg(format!("{}:{}:{}", host.name, host.cluster, host.storage_url));
+    }
+    let mut sim = sim.spawn().with_context(|| format!("cannot start the simulator {}", sim_bin.display()))?;
+
+    let ready = async {
+        demo::wait_for_hosts(&state, pool.hosts.len(), Duration::from_secs(60)).await?;
+        demo::deploy_vms(&state, &pool, usize::from(args.vms), Duration::from_secs(120)).await
+    };
+    tokio::select! {
+        result = ready => result?,
+        status = sim.wait() => anyhow::bail!("the simulator exited early: {:?}", status?),
+    }
+
+    println!();
+    println!("Parapet demo is ready at http://{address}/");
+    println!("  sign in as: admin / {password}");
+    println!("  pool: {} hosts in {} clusters, {} running VMs", pool.hosts.len(), args.clusters, args.vms);
+    if let Some(dir) = &temporary {
+        println!("  data directory (removed on exit): {}", dir.path().display());
+    }
+    println!("  Ctrl-C stops the demo.");
+
+    tokio::select! {
+        () = shutdown_signal() => {}
+        status = sim.wait() => tracing::error!("the simulator exited: {:?}", status),
+    }
+    let _ = sim.start_kill();
+    let _ = sim.wait().await;
+    let _ = stop_server.send(());
+    serving.await??;
+    drop(temporary);
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! What every request handler and background task shares.
+
+use crate::agents::AgentHub;
+use crate::app::auth::SessionKeys;
+use crate::db::Db;
+use crate::events::EventBus;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub hub: AgentHub,
+    pub events: EventBus,
+    pub keys: Arc<SessionKeys>,
+    pub settings: Arc<RuntimeSettings>,
+}
+
+/// Settings the running server consults (as opposed to start-up configuration).
+#[derive(Clone, Debug)]
+pub struct RuntimeSettings {
+    /// Mark the session cookie `Secure` (set when the console is served over HTTPS, e.g. behind a proxy).
+    pub secure_cookies: bool,
+    /// How often agents send heartbeats (told to them in `Welcome`).
+    pub heartbeat_interval: Duration,
+    /// A session that sends nothing for this long is considered dead and closed.
+    pub agent_silence_timeout: Duration,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            secure_cookies: false,
+            heartbeat_interval: Duration::from_secs(1),
+            agent_silence_timeout: Duration::from_secs(10),
+        }
+    }
+}

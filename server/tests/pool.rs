@@ -1,0 +1,322 @@
+//! Integration: a real server on a loopback port with a fresh SQLite data directory, and simulated
+//! hosts running the real agent code over WebSockets. Tests poll for conditions with deadlines.
+
+use api::v1::{AgentConnection, Event, Host, Vm, VmState};
+use futures::StreamExt;
+use server::config::ServerArgs;
+use server::{Server, demo};
+use sim::{SimHostSpec, SimPool};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const PASSWORD: &str = "integration-pass-1";
+
+struct TestContext {
+    base: String,
+    client: reqwest::Client,
+    pool: SimPool,
+    token: String,
+    state: server::state::AppState,
+    data_dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestContext {
+    /// A server with the demo's zone/clusters/storage/offerings, `hosts` simulated hosts in cluster-a.
+    async fn start(hosts: usize) -> TestContext {
+        let data_dir = tempfile::tempdir().unwrap();
+        let args = ServerArgs {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data_dir.path().to_owned()),
+            ..Default::default()
+        };
+        let server = Server::prepare(&args.resolve().unwrap(), Some(PASSWORD.into())).await.unwrap();
+        let state = server.state.clone();
+        let seeded = demo::seed(&state.db, 1, hosts).await.unwrap();
+        let base = format!("http://{}", server.local_addr);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        let specs = seeded
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(index, host)| {
+                let mut spec = SimHostSpec::standard(&host.name, &host.cluster, &host.storage_url, index);
+                spec.boot_delay = Duration::from_millis(300);
+                spec.shutdown_delay = Duration::from_millis(200);
+                spec
+            })
+            .collect();
+        let pool = SimPool::start(&base, &seeded.join_token, specs);
+        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        let context = TestContext { base, client, pool, token: seeded.join_token, state, data_dir, stop: Some(stop) };
+        let response = context
+            .post("/api/v1/auth/login", Some(serde_json::json!({"username": "admin", "password": PASSWORD})))
+            .await;
+        assert_eq!(response.status(), 200);
+        demo::wait_for_hosts(&context.state, hosts, Duration::from_secs(20)).await.unwrap();
+        context
+    }
+
+    async fn post(&self, path: &str, body: Option<serde_json::Value>) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}{path}", self.base)).header(api::v1::CSRF_HEADER, "1");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let response = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    async fn hosts(&self) -> Vec<Host> {
+        self.get("/api/v1/hosts").await
+    }
+
+    async fn vm(&self, id: api::VmId) -> Vm {
+        self.get(&format!("/api/v1/vms/{id}")).await
+    }
+
+    /// A stopped VM on the named host, created directly in the database.
+    async fn vm_on(&self, host_name: &str, name: &str) -> Vm {
+        let hosts = self.hosts().await;
+        let host = hosts.iter().find(|host| host.name == host_name).unwrap();
+        let offerings = self.state.db.offering_list().await.unwrap();
+        let storage = self.state.db.storage_pool_list().await.unwrap();
+        self.state
+            .db
+            .vm_insert(server::db::NewVm {
+                name,
+                zone_id: host.zone_id,
+                host_id: Some(host.id),
+                offering_id: offerings[0].id,
+                storage_pool_id: storage[0].id,
+                ha_protected: true,
+                restart_priority: api::v1::RestartPriority::Restart,
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        self.pool.shutdown().await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Poll `check` until it answers Some, or fail after `seconds` naming what was awaited.
+async fn eventually<T, F, Fut>(what: &str, seconds: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {seconds} s waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn simulated_hosts_register_and_keep_heartbeating() {
+    let context = TestContext::start(3).await;
+    let hosts = context.hosts().await;
+    assert_eq!(hosts.len(), 3);
+    for host in &hosts {
+        assert_eq!(host.connection, AgentConnection::Connected, "{}", host.name);
+        assert_eq!(host.capacity.memory_mb, 65536);
+        assert_eq!(host.storage_pool_ids.len(), 1, "{} should have its NFS pool mounted", host.name);
+    }
+    let first_beat = hosts[0].last_heartbeat_at.unwrap();
+    eventually("a later heartbeat is recorded", 5, || async {
+        let host = context.hosts().await.into_iter().find(|host| host.id == hosts[0].id)?;
+        (host.last_heartbeat_at? > first_beat).then_some(())
+    })
+    .await;
+    context.stop().await;
+}
+
+#[tokio::test]
+async fn vm_start_and_stop_go_through_the_agent_and_are_announced_live() {
+    let context = TestContext::start(2).await;
+    let vm = context.vm_on("kvm-a1", "it-vm").await;
+
+    let events = context.client.get(format!("{}/api/v1/events", context.base)).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    assert!(events.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut events = events.bytes_stream();
+
+    let response = context.post(&format!("/api/v1/vms/{}/start", vm.id), None).await;
+    assert_eq!(response.status(), 202);
+    let accepted: api::v1::VmActionAccepted = response.json().await.unwrap();
+    assert_eq!(accepted.vm.state, VmState::Starting);
+
+    // The SSE stream announces the VM running, without anyone asking.
+    let mut buffer = String::new();
+    let seen_running = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = events.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            while let Some(end) = buffer.find("\n\n") {
+                let message: String = buffer.drain(..end + 2).collect();
+                let Some(data) = message.lines().find_map(|line| line.strip_prefix("data:")) else { continue };
+                if let Ok(Event::VmChanged { vm: changed }) = serde_json::from_str::<Event>(data.trim()) {
+                    if changed.id == vm.id && changed.state == VmState::Running {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(seen_running, Ok(true), "the console's event stream must announce the VM running");
+
+    let sim_vms = context.pool.host("kvm-a1").unwrap().hypervisor.list_vms_now();
+    assert!(sim_vms.iter().any(|(id, state)| *id == vm.id && *state == "running"), "the VM really runs on kvm-a1");
+
+    let response = context.post(&format!("/api/v1/vms/{}/stop", vm.id), None).await;
+    assert_eq!(response.status(), 202);
+    eventually("the VM is stopped", 10, || async { (context.vm(vm.id).await.state == VmState::Stopped).then_some(()) }).await;
+
+    let response = context.post(&format!("/api/v1/vms/{}/stop", vm.id), None).await;
+    assert_eq!(response.status(), 409, "stopping a stopped VM is a conflict");
+    context.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_start_shows_the_agents_reason() {
+    let context = TestContext::start(1).await;
+    // More memory than the host has: the agent refuses and says why.
+    let vm = context.vm_on("kvm-a1", "too-big").await;
+    let big = context
+        .state
+        .db
+        .offering_insert(server::db::NewOffering {
+            name: "huge",
+            description: "",
+            cpu_cores: 1,
+            cpu_mhz: 1000,
+            memory_mb: 1_000_000,
+            host_tags: &[],
+            offer_ha: false,
+        })
+        .await
+        .unwrap();
+    sqlx::query("UPDATE vms SET offering_id = $1 WHERE id = $2")
+        .bind(big.id.to_string())
+        .bind(vm.id.to_string())
+        .execute(context.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(context.post(&format!("/api/v1/vms/{}/start", vm.id), None).await.status(), 202);
+    let failed = eventually("the VM is in error", 10, || async {
+        let vm = context.vm(vm.id).await;
+        (vm.state == VmState::Error).then_some(vm)
+    })
+    .await;
+    assert!(failed.state_reason.unwrap().contains("not enough memory"));
+    context.stop().await;
+}
+
+#[tokio::test]
+async fn power_loss_disconnects_the_host_and_power_on_brings_it_back() {
+    let context = TestContext::start(2).await;
+    let vm = context.vm_on("kvm-a2", "victim").await;
+    assert_eq!(context.post(&format!("/api/v1/vms/{}/start", vm.id), None).await.status(), 202);
+    eventually("the VM runs", 10, || async { (context.vm(vm.id).await.state == VmState::Running).then_some(()) }).await;
+
+    let host = context.pool.host("kvm-a2").unwrap();
+    host.power_off();
+    eventually("kvm-a2 shows disconnected", 15, || async {
+        let hosts = context.hosts().await;
+        let host = hosts.iter().find(|host| host.name == "kvm-a2")?;
+        (host.connection == AgentConnection::Disconnected).then_some(())
+    })
+    .await;
+    assert_eq!(context.vm(vm.id).await.state, VmState::Unknown, "nobody knows what a VM on a dead host does");
+    let response = context.post(&format!("/api/v1/vms/{}/stop", vm.id), None).await;
+    assert_eq!(response.status(), 409);
+
+    host.power_on();
+    eventually("kvm-a2 reconnects and reports its VM gone", 15, || async {
+        let hosts = context.hosts().await;
+        let host = hosts.iter().find(|host| host.name == "kvm-a2")?;
+        let vm = context.vm(vm.id).await;
+        (host.connection == AgentConnection::Connected && vm.state == VmState::Stopped).then_some(())
+    })
+    .await;
+    assert_eq!(context.hosts().await.len(), 2, "a host that comes back is the same host, not a new one");
+    context.stop().await;
+}
+
+#[tokio::test]
+async fn agents_with_a_wrong_token_or_bad_frames_do_not_harm_the_server() {
+    let context = TestContext::start(1).await;
+    let url = format!("{}{}", context.base.replacen("http", "ws", 1), api::agent::CONNECT_PATH);
+
+    let mut request = url.clone().into_client_request().unwrap();
+    request.headers_mut().insert("authorization", "Bearer wrong".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("a wrong join token must be refused with 401, got {:?}", other.map(|_| ())),
+    }
+
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {}", context.token).parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    use futures::SinkExt;
+    socket.send(Message::Text("this is not json".into())).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+    let answer: serde_json::Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    assert_eq!(answer["body"]["type"], "error");
+    assert_eq!(answer["body"]["code"], "malformed-message");
+
+    // A hello for a cluster the zone does not have is refused with a reason.
+    let (mut socket, _) = {
+        let mut request = format!("{}{}", context.base.replacen("http", "ws", 1), api::agent::CONNECT_PATH)
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {}", context.token).parse().unwrap());
+        tokio_tungstenite::connect_async(request).await.unwrap()
+    };
+    let hello = serde_json::json!({"v": 1, "body": {"type": "hello", "host": {
+        "name": "stray", "address": "127.0.1.9", "cluster": "cluster-z", "hypervisor": "sim",
+        "capacity": {"cpu_cores": 1, "cpu_mhz": 1000, "memory_mb": 1024},
+        "mounted_storage": [], "agent_version": "t"}}});
+    socket.send(Message::Text(hello.to_string().into())).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+    let answer: serde_json::Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    assert_eq!(answer["body"]["code"], "registration-refused");
+    assert!(answer["body"]["message"].as_str().unwrap().contains("cluster-z"));
+
+    // The real host is untouched.
+    let hosts = context.hosts().await;
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].connection, AgentConnection::Connected);
+    context.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let context = TestContext::start(1).await;
+    let args = ServerArgs {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(context.data_dir.path().to_owned()),
+        ..Default::default()
+    };
+    let error = Server::prepare(&args.resolve().unwrap(), None).await.err().expect("the second server must refuse");
+    let message = format!("{error:#}");
+    assert!(message.contains("another Parapet server is already using the data directory"), "{message}");
+    context.stop().await;
+}
