@@ -4,7 +4,7 @@
 
 use crate::hypervisor::Hypervisor;
 use api::agent::{
-    AgentMessage, Command, CommandOutcome, CONNECT_PATH, Frame, HostRegistration, PROTOCOL_VERSION, ServerMessage,
+    AgentMessage, CONNECT_PATH, Command, CommandOutcome, Frame, HostRegistration, PROTOCOL_VERSION, ServerMessage,
 };
 use api::{CommandId, VmId};
 use futures::{SinkExt, StreamExt};
@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Clone, Debug)]
 pub struct Backoff {
@@ -139,29 +139,32 @@ fn frame(message: AgentMessage) -> Message {
     Message::Text(serde_json::to_string(&Frame::v1(message)).unwrap_or_default().into())
 }
 
-async fn session(config: &AgentConfig, hypervisor: Arc<dyn Hypervisor>, fences: Arc<Mutex<Fences>>) -> Result<(), SessionEnd> {
+async fn session(
+    config: &AgentConfig,
+    hypervisor: Arc<dyn Hypervisor>,
+    fences: Arc<Mutex<Fences>>,
+) -> Result<(), SessionEnd> {
     let not_welcomed = |error: SessionError| SessionEnd { welcomed: false, error: chain(&error) };
     let url = format!("{}{CONNECT_PATH}", config.server_url.trim_end_matches('/').replacen("http", "ws", 1));
     let mut request = url.into_client_request().map_err(|error| not_welcomed(SessionError::Connect(error)))?;
     let bearer = HeaderValue::from_str(&format!("Bearer {}", config.join_token))
         .map_err(|_| not_welcomed(SessionError::Refused("the join token is not a valid header value".into())))?;
     request.headers_mut().insert("authorization", bearer);
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|error| {
-        match &error {
-            tokio_tungstenite::tungstenite::Error::Http(response) => not_welcomed(SessionError::Refused(format!(
-                "HTTP {} ({})",
-                response.status(),
-                response.body().as_ref().map(|body| String::from_utf8_lossy(body).into_owned()).unwrap_or_default()
-            ))),
-            _ => not_welcomed(SessionError::Connect(error)),
-        }
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|error| match &error {
+        tokio_tungstenite::tungstenite::Error::Http(response) => not_welcomed(SessionError::Refused(format!(
+            "HTTP {} ({})",
+            response.status(),
+            response.body().as_ref().map(|body| String::from_utf8_lossy(body).into_owned()).unwrap_or_default()
+        ))),
+        _ => not_welcomed(SessionError::Connect(error)),
     })?;
     let (mut sink, mut stream) = socket.split();
 
     sink.send(frame(AgentMessage::Hello { host: config.registration.clone() }))
         .await
         .map_err(|_| not_welcomed(SessionError::Lost))?;
-    let heartbeat_interval = match tokio::time::timeout(Duration::from_secs(10), next_server_message(&mut stream)).await {
+    let heartbeat_interval = match tokio::time::timeout(Duration::from_secs(10), next_server_message(&mut stream)).await
+    {
         Err(_) => return Err(not_welcomed(SessionError::NoWelcome)),
         Ok(None) => return Err(not_welcomed(SessionError::Lost)),
         Ok(Some(ServerMessage::Welcome { heartbeat_interval_ms, host_id })) => {

@@ -60,9 +60,7 @@ fn machine_memory_mb() -> Option<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PARAPET_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PARAPET_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -72,9 +70,8 @@ async fn main() -> anyhow::Result<()> {
             .map(|text| text.trim().to_owned())
             .map_err(|error| anyhow::anyhow!("--name not given and /etc/hostname unreadable: {error}"))?,
     };
-    let cpu_cores = args
-        .cpu_cores
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1));
+    let cpu_cores =
+        args.cpu_cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1));
     let memory_mb = args
         .memory_mb
         .or_else(machine_memory_mb)

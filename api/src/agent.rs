@@ -65,20 +65,34 @@ pub struct VmReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum AgentMessage {
-    Hello { host: HostRegistration },
-    Heartbeat { seq: u64, sent_at: DateTime<Utc> },
+    Hello {
+        host: HostRegistration,
+    },
+    Heartbeat {
+        seq: u64,
+        sent_at: DateTime<Utc>,
+    },
     /// The complete list of VMs the hypervisor knows; replaces what the server knew.
-    Inventory { vms: Vec<VmReport> },
-    CommandResult { command_id: CommandId, outcome: CommandOutcome },
+    Inventory {
+        vms: Vec<VmReport>,
+    },
+    CommandResult {
+        command_id: CommandId,
+        outcome: CommandOutcome,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum CommandOutcome {
     Done,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// The command named an older epoch or VM generation than the agent has seen.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// What the agent needs to run a VM.
@@ -97,22 +111,34 @@ pub struct VmSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Command {
-    StartVm { vm: VmSpec },
+    StartVm {
+        vm: VmSpec,
+    },
     /// Graceful stop; with `force`, pull the plug at once.
-    StopVm { vm_id: VmId, generation: i64, force: bool },
+    StopVm {
+        vm_id: VmId,
+        generation: i64,
+        force: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMessage {
-    Welcome { host_id: HostId, heartbeat_interval_ms: u64 },
+    Welcome {
+        host_id: HostId,
+        heartbeat_interval_ms: u64,
+    },
     Command {
         command_id: CommandId,
         /// The sender's leadership epoch; agents refuse commands from an older one.
         epoch: i64,
         command: Command,
     },
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
 }
 
 #[cfg(test)]

@@ -246,8 +246,12 @@ pub struct VmActionAccepted {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Event {
-    HostChanged { host: Host },
-    VmChanged { vm: Vm },
+    HostChanged {
+        host: Host,
+    },
+    VmChanged {
+        vm: Vm,
+    },
     /// Something changed that the console should reload wholesale (e.g. after a reconnect).
     InventoryChanged,
 }

@@ -80,7 +80,11 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration file {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("configuration file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("configuration key `{key}` (flag --{flag}, environment {env}): {message}")]
@@ -128,19 +132,27 @@ impl ServerArgs {
         }
         let database = match self.database_url.clone().or(file.database_url) {
             None => DatabaseChoice::SqliteIn(data_dir.join("parapet.db")),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:") => {
+            Some(url)
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:") =>
+            {
                 DatabaseChoice::Url(url)
             }
             Some(url) => {
                 let scheme = url.split(':').next().unwrap_or_default();
-                return Err(invalid("database_url", format!("scheme {scheme:?} is not supported; use postgres:// or sqlite:")));
+                return Err(invalid(
+                    "database_url",
+                    format!("scheme {scheme:?} is not supported; use postgres:// or sqlite:"),
+                ));
             }
         };
         let web_dir = self.web_dir.clone().or(file.web_dir);
-        if let Some(dir) = &web_dir {
-            if !dir.join("index.html").is_file() {
-                return Err(invalid("web_dir", format!("{} has no index.html (build the console with trunk first)", dir.display())));
-            }
+        if let Some(dir) = &web_dir
+            && !dir.join("index.html").is_file()
+        {
+            return Err(invalid(
+                "web_dir",
+                format!("{} has no index.html (build the console with trunk first)", dir.display()),
+            ));
         }
         let log_format = match self.log_format.clone().or(file.log_format).as_deref() {
             None | Some("human") => LogFormat::Human,
@@ -168,7 +180,8 @@ impl ServerArgs {
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|error| ConfigError::Parse { path: path.to_owned(), message: error.message().to_owned() })
+    toml::from_str(&text)
+        .map_err(|error| ConfigError::Parse { path: path.to_owned(), message: error.message().to_owned() })
 }
 
 #[cfg(test)]
@@ -208,12 +221,19 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key_flag_and_variable() {
-        let error = ServerArgs { listen: Some("localhost".into()), ..Default::default() }.resolve().unwrap_err().to_string();
-        assert!(error.contains("`listen`") && error.contains("--listen") && error.contains("PARAPET_LISTEN"), "{error}");
-        let error = ServerArgs { log_format: Some("xml".into()), ..Default::default() }.resolve().unwrap_err().to_string();
-        assert!(error.contains("log_format") && error.contains("xml"), "{error}");
         let error =
-            ServerArgs { database_url: Some("mysql://x".into()), ..Default::default() }.resolve().unwrap_err().to_string();
+            ServerArgs { listen: Some("localhost".into()), ..Default::default() }.resolve().unwrap_err().to_string();
+        assert!(
+            error.contains("`listen`") && error.contains("--listen") && error.contains("PARAPET_LISTEN"),
+            "{error}"
+        );
+        let error =
+            ServerArgs { log_format: Some("xml".into()), ..Default::default() }.resolve().unwrap_err().to_string();
+        assert!(error.contains("log_format") && error.contains("xml"), "{error}");
+        let error = ServerArgs { database_url: Some("mysql://x".into()), ..Default::default() }
+            .resolve()
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("database_url") && error.contains("mysql"), "{error}");
         let (_dir, path) = file("session_minutes = \"ten\"\n");
         let error = ServerArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err().to_string();

@@ -56,7 +56,11 @@ pub async fn seed(db: &Db, clusters: usize, hosts_per_cluster: usize) -> Result<
             .await?;
         storage.push((cluster.id, pool.id));
         for number in 1..=hosts_per_cluster {
-            hosts.push(DemoHost { name: format!("kvm-{letter}{number}"), cluster: cluster.name.clone(), storage_url: url.clone() });
+            hosts.push(DemoHost {
+                name: format!("kvm-{letter}{number}"),
+                cluster: cluster.name.clone(),
+                storage_url: url.clone(),
+            });
         }
     }
     let mut offerings = Vec::new();
@@ -120,7 +124,11 @@ pub async fn deploy_vms(state: &AppState, pool: &DemoPool, count: usize, deadlin
                 offering_id: offering.id,
                 storage_pool_id,
                 ha_protected: offering.offer_ha,
-                restart_priority: if offering.offer_ha { RestartPriority::Restart } else { RestartPriority::BestEffort },
+                restart_priority: if offering.offer_ha {
+                    RestartPriority::Restart
+                } else {
+                    RestartPriority::BestEffort
+                },
             })
             .await?;
         crate::app::vms::start(state, vm.id).await.map_err(|error| anyhow::anyhow!("starting {}: {error}", vm.name))?;

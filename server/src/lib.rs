@@ -71,16 +71,17 @@ impl Server {
             }
             DatabaseChoice::Url(url) => (Db::connect(url).await.context("cannot open the database")?, None),
         };
-        let keys = SessionKeys::load_or_create(&config.session_key_file, chrono::Duration::minutes(config.session_minutes))
-            .with_context(|| format!("cannot load the session key {}", config.session_key_file.display()))?;
-        let created_admin_password = bootstrap_admin(&db, admin_password).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+        let keys =
+            SessionKeys::load_or_create(&config.session_key_file, chrono::Duration::minutes(config.session_minutes))
+                .with_context(|| format!("cannot load the session key {}", config.session_key_file.display()))?;
+        let created_admin_password =
+            bootstrap_admin(&db, admin_password).await.map_err(|error| anyhow::anyhow!("{error}"))?;
         if db.backend() == db::Backend::Sqlite {
             // Alone on this database: no agent can be connected to this new process yet.
             db.host_mark_all_disconnected().await.context("cannot reset host connection states")?;
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let local_addr = listener.local_addr()?;
         let state = AppState {
             db,

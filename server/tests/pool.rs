@@ -7,8 +7,8 @@ use server::config::ServerArgs;
 use server::{Server, demo};
 use sim::{SimHostSpec, SimPool};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const PASSWORD: &str = "integration-pass-1";
 
@@ -170,10 +170,11 @@ async fn vm_start_and_stop_go_through_the_agent_and_are_announced_live() {
             while let Some(end) = buffer.find("\n\n") {
                 let message: String = buffer.drain(..end + 2).collect();
                 let Some(data) = message.lines().find_map(|line| line.strip_prefix("data:")) else { continue };
-                if let Ok(Event::VmChanged { vm: changed }) = serde_json::from_str::<Event>(data.trim()) {
-                    if changed.id == vm.id && changed.state == VmState::Running {
-                        return true;
-                    }
+                if let Ok(Event::VmChanged { vm: changed }) = serde_json::from_str::<Event>(data.trim())
+                    && changed.id == vm.id
+                    && changed.state == VmState::Running
+                {
+                    return true;
                 }
             }
         }
@@ -187,7 +188,8 @@ async fn vm_start_and_stop_go_through_the_agent_and_are_announced_live() {
 
     let response = context.post(&format!("/api/v1/vms/{}/stop", vm.id), None).await;
     assert_eq!(response.status(), 202);
-    eventually("the VM is stopped", 10, || async { (context.vm(vm.id).await.state == VmState::Stopped).then_some(()) }).await;
+    eventually("the VM is stopped", 10, || async { (context.vm(vm.id).await.state == VmState::Stopped).then_some(()) })
+        .await;
 
     let response = context.post(&format!("/api/v1/vms/{}/stop", vm.id), None).await;
     assert_eq!(response.status(), 409, "stopping a stopped VM is a conflict");

@@ -22,7 +22,9 @@ struct Args {
 fn parse_host(text: &str, index: usize) -> anyhow::Result<SimHostSpec> {
     let mut parts = text.splitn(3, ':');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(name), Some(cluster), Some(storage)) if !name.is_empty() && !cluster.is_empty() && !storage.is_empty() => {
+        (Some(name), Some(cluster), Some(storage))
+            if !name.is_empty() && !cluster.is_empty() && !storage.is_empty() =>
+        {
             Ok(SimHostSpec::standard(name, cluster, storage, index))
         }
         _ => anyhow::bail!("--host {text:?}: expected NAME:CLUSTER:STORAGE_URL"),
@@ -32,13 +34,12 @@ fn parse_host(text: &str, index: usize) -> anyhow::Result<SimHostSpec> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PARAPET_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PARAPET_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let specs = args.hosts.iter().enumerate().map(|(index, text)| parse_host(text, index)).collect::<Result<Vec<_>, _>>()?;
+    let specs =
+        args.hosts.iter().enumerate().map(|(index, text)| parse_host(text, index)).collect::<Result<Vec<_>, _>>()?;
     let pool = SimPool::start(&args.server, &args.token, specs);
     eprintln!("parapet-sim: {} simulated hosts powered on", pool.hosts.len());
 

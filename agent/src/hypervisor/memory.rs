@@ -2,9 +2,9 @@
 //! Stopping -> Stopped, within the host's memory and CPU capacity. Simulated hosts and tests use it.
 
 use super::{Hypervisor, HypervisorError};
+use api::VmId;
 use api::agent::{AgentVmState, VmReport, VmSpec};
 use api::v1::Resources;
-use api::VmId;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -91,13 +91,12 @@ impl MemoryHypervisor {
 
     /// What the VMs that are not stopped take.
     fn in_use(inner: &Inner) -> (u64, u64) {
-        inner
-            .vms
-            .values()
-            .filter(|vm| !matches!(vm.state, AgentVmState::Stopped | AgentVmState::Crashed))
-            .fold((0, 0), |(memory, mhz), vm| {
+        inner.vms.values().filter(|vm| !matches!(vm.state, AgentVmState::Stopped | AgentVmState::Crashed)).fold(
+            (0, 0),
+            |(memory, mhz), vm| {
                 (memory + vm.spec.memory_mb, mhz + u64::from(vm.spec.cpu_mhz) * u64::from(vm.spec.cpu_cores))
-            })
+            },
+        )
     }
 
     /// After `delay`, move the VM to `to` if it is still in the transition that scheduled this.
@@ -144,7 +143,11 @@ impl Hypervisor for MemoryHypervisor {
             let mhz_needed = u64::from(spec.cpu_mhz) * u64::from(spec.cpu_cores);
             let mhz_free = u64::from(self.capacity.cpu_mhz).saturating_sub(mhz_used);
             if mhz_needed > mhz_free {
-                return Err(HypervisorError::InsufficientCapacity { resource: "CPU (MHz)", needed: mhz_needed, free: mhz_free });
+                return Err(HypervisorError::InsufficientCapacity {
+                    resource: "CPU (MHz)",
+                    needed: mhz_needed,
+                    free: mhz_free,
+                });
             }
             inner.next_transition += 1;
             let transition = inner.next_transition;
@@ -182,7 +185,12 @@ impl Hypervisor for MemoryHypervisor {
             .unwrap()
             .vms
             .values()
-            .map(|vm| VmReport { vm_id: vm.spec.vm_id, name: vm.spec.name.clone(), state: vm.state, generation: vm.spec.generation })
+            .map(|vm| VmReport {
+                vm_id: vm.spec.vm_id,
+                name: vm.spec.name.clone(),
+                state: vm.state,
+                generation: vm.spec.generation,
+            })
             .collect()
     }
 
@@ -240,7 +248,10 @@ mod tests {
         hypervisor.start_vm(&first).await.unwrap();
         let second = spec(2048);
         let refused = hypervisor.start_vm(&second).await.unwrap_err();
-        assert_eq!(refused, HypervisorError::InsufficientCapacity { resource: "memory (MB)", needed: 2048, free: 1024 });
+        assert_eq!(
+            refused,
+            HypervisorError::InsufficientCapacity { resource: "memory (MB)", needed: 2048, free: 1024 }
+        );
         hypervisor.stop_vm(first.vm_id, true).await.unwrap();
         hypervisor.start_vm(&second).await.unwrap();
     }

@@ -3,8 +3,8 @@
 
 pub mod memory;
 
-use api::agent::{VmReport, VmSpec};
 use api::VmId;
+use api::agent::{VmReport, VmSpec};
 use async_trait::async_trait;
 use tokio::sync::watch;
 

@@ -48,12 +48,7 @@ pub struct AgentHub {
 
 impl AgentHub {
     pub fn new(command_timeout: Duration) -> Self {
-        AgentHub {
-            state: Arc::default(),
-            next_connection: Arc::new(AtomicU64::new(1)),
-            epoch: 1,
-            command_timeout,
-        }
+        AgentHub { state: Arc::default(), next_connection: Arc::new(AtomicU64::new(1)), epoch: 1, command_timeout }
     }
 
     pub fn is_connected(&self, host: HostId) -> bool {
@@ -102,13 +97,7 @@ impl AgentHub {
             session.sender.try_send(message).map_err(|_| AgentError::Disconnected(host))?;
             state.pending.insert(command_id, Pending { host, reply });
         }
-        let in_flight = CommandInFlight {
-            host,
-            command_id,
-            outcome,
-            timeout: self.command_timeout,
-            hub: self.clone(),
-        };
+        let in_flight = CommandInFlight { host, command_id, outcome, timeout: self.command_timeout, hub: self.clone() };
         Ok((command_id, in_flight))
     }
 }

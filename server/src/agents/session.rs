@@ -6,8 +6,8 @@ use crate::app;
 use crate::db::ZoneRecord;
 use crate::events::error_chain;
 use crate::state::AppState;
-use api::agent::{AgentMessage, Frame, HostRegistration, PROTOCOL_VERSION, ServerMessage};
 use api::HostId;
+use api::agent::{AgentMessage, Frame, HostRegistration, PROTOCOL_VERSION, ServerMessage};
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -37,7 +37,10 @@ pub fn parse_frame(text: &str) -> Result<AgentMessage, FrameError> {
             });
         }
         None => {
-            return Err(FrameError { code: "malformed-message", message: "the frame has no version field \"v\"".into() });
+            return Err(FrameError {
+                code: "malformed-message",
+                message: "the frame has no version field \"v\"".into(),
+            });
         }
     }
     serde_json::from_value::<Frame<AgentMessage>>(value)
@@ -75,7 +78,7 @@ pub async fn run(state: AppState, zone: ZoneRecord, socket: WebSocket) {
     let host_id = match app::hosts::register(&state, &zone, &registration).await {
         Ok(host_id) => host_id,
         Err(error) => {
-            tracing::warn!(host = %registration.name, "agent registration refused: {error}");
+            tracing::warn!(host = %registration.name, error = %error_chain(&error), "agent registration refused");
             let _ = sink.send(encode(&error_message("registration-refused", error.to_string()))).await;
             let _ = sink.close().await;
             return;
@@ -83,10 +86,8 @@ pub async fn run(state: AppState, zone: ZoneRecord, socket: WebSocket) {
     };
 
     let (sender, mut outbox) = mpsc::channel::<ServerMessage>(256);
-    let welcome = ServerMessage::Welcome {
-        host_id,
-        heartbeat_interval_ms: state.settings.heartbeat_interval.as_millis() as u64,
-    };
+    let welcome =
+        ServerMessage::Welcome { host_id, heartbeat_interval_ms: state.settings.heartbeat_interval.as_millis() as u64 };
     if sink.send(encode(&welcome)).await.is_err() {
         return;
     }
@@ -153,7 +154,8 @@ async fn read_loop(
             Message::Text(text) => text,
             Message::Close(_) => return,
             Message::Binary(_) => {
-                let _ = sender.try_send(error_message("malformed-message", "binary frames are not part of the protocol"));
+                let _ =
+                    sender.try_send(error_message("malformed-message", "binary frames are not part of the protocol"));
                 continue;
             }
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -177,7 +179,8 @@ async fn handle(
 ) {
     match message {
         AgentMessage::Hello { .. } => {
-            let _ = sender.try_send(error_message("already-registered", "hello was already received on this connection"));
+            let _ =
+                sender.try_send(error_message("already-registered", "hello was already received on this connection"));
         }
         AgentMessage::Heartbeat { seq, .. } => {
             if let Err(error) = state.db.host_record_heartbeat(host_id, crate::db::now_ms()).await {
@@ -209,7 +212,10 @@ mod tests {
         assert_eq!(parse_frame("{").unwrap_err().code, "malformed-message");
         assert_eq!(parse_frame(r#"{"body":{}}"#).unwrap_err().code, "malformed-message");
         assert_eq!(parse_frame(r#"{"v":2,"body":{"type":"heartbeat"}}"#).unwrap_err().code, "unsupported-version");
-        assert_eq!(parse_frame(r#"{"v":1,"body":{"type":"reboot-everything"}}"#).unwrap_err().code, "malformed-message");
+        assert_eq!(
+            parse_frame(r#"{"v":1,"body":{"type":"reboot-everything"}}"#).unwrap_err().code,
+            "malformed-message"
+        );
         let ok = parse_frame(r#"{"v":1,"body":{"type":"heartbeat","seq":3,"sent_at":"2026-01-01T00:00:00Z"}}"#);
         assert!(matches!(ok, Ok(AgentMessage::Heartbeat { seq: 3, .. })));
     }

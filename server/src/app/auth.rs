@@ -2,10 +2,10 @@
 
 use super::AppError;
 use crate::db::{Db, UserRecord};
-use api::v1::Role;
 use api::UserId;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use api::v1::Role;
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
@@ -83,7 +83,8 @@ impl SessionKeys {
 
     pub fn issue(&self, user: &UserRecord, now: DateTime<Utc>) -> Result<(String, DateTime<Utc>), AppError> {
         let expires_at = now + self.ttl;
-        let claims = Claims { sub: user.id, ver: user.token_version, iat: now.timestamp(), exp: expires_at.timestamp() };
+        let claims =
+            Claims { sub: user.id, ver: user.token_version, iat: now.timestamp(), exp: expires_at.timestamp() };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(AppError::internal)?;
         Ok((token, expires_at))
@@ -137,9 +138,8 @@ pub async fn authenticate(db: &Db, username: &str, password: &str) -> Result<Use
         None => DECOY_HASH.get_or_init(|| hash_password(&random_password()).unwrap_or_default()).clone(),
     };
     let password = password.to_owned();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .map_err(AppError::internal)?;
+    let matches =
+        tokio::task::spawn_blocking(move || verify_password(&password, &stored)).await.map_err(AppError::internal)?;
     match user {
         Some(user) if matches && !user.disabled => Ok(user),
         Some(user) if matches && user.disabled => Err(AppError::Forbidden("this account is disabled".into())),

@@ -4,12 +4,16 @@ use super::AppError;
 use crate::db::ZoneRecord;
 use crate::events::error_chain;
 use crate::state::AppState;
+use api::HostId;
 use api::agent::HostRegistration;
 use api::v1::VmState;
-use api::HostId;
 
 /// Validate an agent's `Hello` and record its host. The cluster must exist in the token's zone.
-pub async fn register(state: &AppState, zone: &ZoneRecord, registration: &HostRegistration) -> Result<HostId, AppError> {
+pub async fn register(
+    state: &AppState,
+    zone: &ZoneRecord,
+    registration: &HostRegistration,
+) -> Result<HostId, AppError> {
     let name = registration.name.trim();
     if name.is_empty() || name.len() > 128 {
         return Err(AppError::bad_request("invalid-host-name", "host name must be 1 to 128 characters"));
@@ -17,16 +21,12 @@ pub async fn register(state: &AppState, zone: &ZoneRecord, registration: &HostRe
     if registration.capacity.cpu_cores == 0 || registration.capacity.memory_mb == 0 {
         return Err(AppError::bad_request("invalid-capacity", "host capacity must have CPU cores and memory"));
     }
-    let cluster = state
-        .db
-        .cluster_fetch_by_name(zone.zone.id, &registration.cluster)
-        .await?
-        .ok_or_else(|| {
-            AppError::bad_request(
-                "unknown-cluster",
-                format!("zone {:?} has no cluster named {:?}", zone.zone.name, registration.cluster),
-            )
-        })?;
+    let cluster = state.db.cluster_fetch_by_name(zone.zone.id, &registration.cluster).await?.ok_or_else(|| {
+        AppError::bad_request(
+            "unknown-cluster",
+            format!("zone {:?} has no cluster named {:?}", zone.zone.name, registration.cluster),
+        )
+    })?;
     Ok(state.db.host_register(zone.zone.id, cluster.id, registration).await?)
 }
 

@@ -21,13 +21,16 @@ pub async fn start(state: &AppState, id: VmId) -> Result<VmActionAccepted, AppEr
     let vm = fetch(state, id).await?;
     let host = host_of(&vm)?;
     if !matches!(vm.state, VmState::Stopped | VmState::Error) {
-        return Err(AppError::Conflict(format!("VM {:?} is {}; only a stopped VM can be started", vm.name, vm.state.as_str())));
+        return Err(AppError::Conflict(format!(
+            "VM {:?} is {}; only a stopped VM can be started",
+            vm.name,
+            vm.state.as_str()
+        )));
     }
-    let pool = state
-        .db
-        .storage_pool_fetch(vm.storage_pool_id)
-        .await?
-        .ok_or_else(|| AppError::Conflict(format!("VM {:?} names a primary storage that no longer exists", vm.name)))?;
+    let pool =
+        state.db.storage_pool_fetch(vm.storage_pool_id).await?.ok_or_else(|| {
+            AppError::Conflict(format!("VM {:?} names a primary storage that no longer exists", vm.name))
+        })?;
     let command = Command::StartVm {
         vm: VmSpec {
             vm_id: vm.id,
@@ -55,7 +58,13 @@ pub async fn stop(state: &AppState, id: VmId, force: bool) -> Result<VmActionAcc
 /// Mark the VM as in transition, hand the command to the agent (undoing the mark if the agent is not
 /// there), and watch for its result in the background: the answer to the client does not wait for
 /// the VM to boot. The final state arrives with the agent's next inventory.
-async fn dispatch(state: &AppState, vm: Vm, host: HostId, transition: VmState, command: Command) -> Result<VmActionAccepted, AppError> {
+async fn dispatch(
+    state: &AppState,
+    vm: Vm,
+    host: HostId,
+    transition: VmState,
+    command: Command,
+) -> Result<VmActionAccepted, AppError> {
     // The mark comes first so that an inventory racing the command can never be overwritten by it.
     if let Some(updated) = state.db.vm_set_state(vm.id, transition, None).await? {
         state.events.publish(Event::VmChanged { vm: updated });
@@ -84,7 +93,9 @@ async fn dispatch(state: &AppState, vm: Vm, host: HostId, transition: VmState, c
             match watcher_state.db.vm_set_state(vm_id, VmState::Error, Some(&reason)).await {
                 Ok(Some(vm)) => watcher_state.events.publish(Event::VmChanged { vm }),
                 Ok(None) => {}
-                Err(error) => tracing::warn!(vm = %vm_id, error = %error_chain(&error), "cannot record a failed command"),
+                Err(error) => {
+                    tracing::warn!(vm = %vm_id, error = %error_chain(&error), "cannot record a failed command")
+                }
             }
         }
     });

@@ -155,10 +155,8 @@ impl Db {
     }
 
     pub async fn zone_fetch_by_token_hash(&self, hash: &str) -> DbResult<Option<ZoneRecord>> {
-        let row = sqlx::query("SELECT * FROM zones WHERE join_token_hash = $1")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM zones WHERE join_token_hash = $1").bind(hash).fetch_optional(&self.pool).await?;
         row.as_ref().map(zone_from_row).transpose()
     }
 
@@ -289,7 +287,7 @@ impl Db {
         cluster_id: ClusterId,
         registration: &HostRegistration,
     ) -> DbResult<HostId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let existing = sqlx::query("SELECT id FROM hosts WHERE zone_id = $1 AND name = $2")
             .bind(zone_id.to_string())
             .bind(&registration.name)
@@ -341,10 +339,7 @@ impl Db {
                 host_id
             }
         };
-        sqlx::query("DELETE FROM host_storage WHERE host_id = $1")
-            .bind(host_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM host_storage WHERE host_id = $1").bind(host_id.to_string()).execute(&mut *tx).await?;
         for url in &registration.mounted_storage {
             let pool = sqlx::query("SELECT id FROM storage_pools WHERE zone_id = $1 AND url = $2")
                 .bind(zone_id.to_string())
@@ -542,7 +537,7 @@ impl Db {
     /// After a lone server starts, no agent is connected to it yet; VMs of those hosts are unknown
     /// until their agents report again.
     pub async fn host_mark_all_disconnected(&self) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE hosts SET connected = 0").execute(&mut *tx).await?;
         sqlx::query(
             "UPDATE vms SET state = 'unknown', state_reason = 'the host''s agent is not connected', updated_at = $1

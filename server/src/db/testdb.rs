@@ -30,9 +30,9 @@ where
 async fn fresh_postgres() -> (Db, String) {
     sqlx::any::install_default_drivers();
     let admin_url = postgres_admin_url();
-    let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap_or_else(|error| {
-        panic!("PostgreSQL is required for the database tests (tried {admin_url}): {error}")
-    });
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .unwrap_or_else(|error| panic!("PostgreSQL is required for the database tests (tried {admin_url}): {error}"));
     let name = format!("parapet_test_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
     admin.close().await;

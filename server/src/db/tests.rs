@@ -25,7 +25,10 @@ async fn users_are_unique_and_token_versions_move_on() {
         let user = db.user_insert("alice", "hash", Role::VmOperator).await.unwrap();
         assert!(matches!(db.user_insert("alice", "other", Role::ReadOnly).await, Err(DbError::Conflict(_))));
         let fetched = db.user_fetch_by_name("alice").await.unwrap().unwrap();
-        assert_eq!((fetched.id, fetched.role, fetched.disabled, fetched.token_version), (user.id, Role::VmOperator, false, 0));
+        assert_eq!(
+            (fetched.id, fetched.role, fetched.disabled, fetched.token_version),
+            (user.id, Role::VmOperator, false, 0)
+        );
         db.user_bump_token_version(user.id).await.unwrap();
         assert_eq!(db.user_fetch(user.id).await.unwrap().unwrap().token_version, 1);
         assert!(db.user_fetch_by_name("bob").await.unwrap().is_none());
@@ -55,7 +58,10 @@ async fn hosts_register_once_by_name_and_map_their_storage() {
             .unwrap();
         assert_eq!(pool.scope, StorageScope::Cluster);
 
-        let first = db.host_register(zone.id, cluster.id, &registration("h1", "c1", &["nfs://s/p1", "nfs://unknown"])).await.unwrap();
+        let first = db
+            .host_register(zone.id, cluster.id, &registration("h1", "c1", &["nfs://s/p1", "nfs://unknown"]))
+            .await
+            .unwrap();
         let again = db.host_register(zone.id, cluster.id, &registration("h1", "c1", &["nfs://s/p1"])).await.unwrap();
         assert_eq!(first, again, "a host that registers again under its name is the same host");
         let hosts = db.host_list().await.unwrap();
@@ -135,7 +141,10 @@ async fn vms_count_towards_their_hosts_and_state_changes_are_reported_once() {
         let vms = db.vm_list_by_host(host).await.unwrap();
         assert!(vms.iter().all(|vm| vm.state == VmState::Unknown));
         let inventory = db.inventory().await.unwrap();
-        assert_eq!((inventory.zones.len(), inventory.clusters.len(), inventory.hosts.len(), inventory.vms.len()), (1, 1, 1, 2));
+        assert_eq!(
+            (inventory.zones.len(), inventory.clusters.len(), inventory.hosts.len(), inventory.vms.len()),
+            (1, 1, 1, 2)
+        );
         assert_eq!(inventory.hosts[0].connection, AgentConnection::Disconnected);
     })
     .await;

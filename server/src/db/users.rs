@@ -1,8 +1,8 @@
 //! Accounts: users, their argon2id password hashes, roles and token versions.
 
 use super::*;
-use api::v1::Role;
 use api::UserId;
+use api::v1::Role;
 
 #[derive(Clone, Debug)]
 pub struct UserRecord {

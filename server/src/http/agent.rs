@@ -12,12 +12,18 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-pub async fn connect(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Result<Response, AppError> {
+pub async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
     let token = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| AppError::Unauthorized("agents must present their zone's join token as a Bearer token".into()))?;
+        .ok_or_else(|| {
+            AppError::Unauthorized("agents must present their zone's join token as a Bearer token".into())
+        })?;
     let zone = state
         .db
         .zone_fetch_by_token_hash(&token_hash(token.trim()))

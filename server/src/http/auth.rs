@@ -1,23 +1,24 @@
 //! Sign in, sign out, refresh the session, and who am I.
 
 use super::extract::{ApiJson, Auth, current_user};
+use crate::app::AppError;
 use crate::app::auth::authenticate;
 use crate::app::permission::ViewInventory;
-use crate::app::AppError;
 use crate::db::UserRecord;
 use crate::state::AppState;
 use api::v1::{LoginRequest, Me, SESSION_COOKIE};
+use axum::Json;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::{DateTime, Utc};
 
 fn session_cookie(state: &AppState, token: &str, max_age_seconds: i64) -> HeaderValue {
     let secure = if state.settings.secure_cookies { "; Secure" } else { "" };
-    let value = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_seconds}{secure}");
+    let value =
+        format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_seconds}{secure}");
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -31,7 +32,10 @@ fn signed_in(state: &AppState, user: &UserRecord) -> Result<Response, AppError> 
     Ok(([(SET_COOKIE, cookie)], Json(me_answer(user, expires_at))).into_response())
 }
 
-pub async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginRequest>) -> Result<Response, AppError> {
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<Response, AppError> {
     if request.username.trim().is_empty() {
         return Err(AppError::bad_request("username-required", "username must not be empty"));
     }

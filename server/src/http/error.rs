@@ -3,9 +3,9 @@
 use crate::app::AppError;
 use crate::events::error_chain;
 use api::v1::ApiError;
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 pub fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, Json(ApiError { code: code.to_owned(), message: message.into() })).into_response()
@@ -22,7 +22,9 @@ impl IntoResponse for AppError {
             AppError::TooManyRequests(message) => {
                 api_error(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", message.clone())
             }
-            AppError::Unavailable(message) => api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message.clone()),
+            AppError::Unavailable(message) => {
+                api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message.clone())
+            }
             AppError::Internal(_) => {
                 tracing::error!(error = %error_chain(&self), "request failed");
                 api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")

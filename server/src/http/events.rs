@@ -11,7 +11,10 @@ use std::convert::Infallible;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-pub async fn stream(_: Auth<ViewInventory>, State(state): State<AppState>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+pub async fn stream(
+    _: Auth<ViewInventory>,
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let changes = BroadcastStream::new(state.events.subscribe()).map(|item| {
         // A subscriber that fell behind lost events: tell it to reload everything.
         let event = item.unwrap_or(Event::InventoryChanged);

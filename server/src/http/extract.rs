@@ -1,16 +1,16 @@
 //! Extractors: `Auth<P>` admits a signed-in user whose role has permission `P`, so each handler's
 //! signature states what it needs; `ApiJson` and `ApiPath` turn bad input into a 400 naming what is wrong.
 
-use crate::app::permission::Permission;
 use crate::app::AppError;
+use crate::app::permission::Permission;
 use crate::db::UserRecord;
 use crate::state::AppState;
 use api::v1::SESSION_COOKIE;
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::request::Parts;
 use axum::http::header::COOKIE;
-use axum::Json;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
 
@@ -54,11 +54,7 @@ impl<P: Permission> FromRequestParts<AppState> for Auth<P> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let (user, session_expires_at) = current_user(parts, state).await?;
         if !P::allows(user.role) {
-            return Err(AppError::Forbidden(format!(
-                "your role ({}) may not {}",
-                user.role.as_str(),
-                P::DESCRIPTION
-            )));
+            return Err(AppError::Forbidden(format!("your role ({}) may not {}", user.role.as_str(), P::DESCRIPTION)));
         }
         Ok(Auth { user, session_expires_at, permission: PhantomData })
     }

@@ -1,10 +1,10 @@
 //! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers too).
 
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))

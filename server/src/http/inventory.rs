@@ -1,13 +1,13 @@
 //! Read routes of the inventory: zones, clusters, hosts, VMs, primary storage, compute offerings.
 
 use super::extract::{ApiPath, Auth};
-use crate::app::permission::ViewInventory;
 use crate::app::AppError;
+use crate::app::permission::ViewInventory;
 use crate::state::AppState;
 use api::v1::*;
 use api::{HostId, VmId};
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 
 type ApiResult<T> = Result<Json<T>, AppError>;
 
@@ -27,7 +27,11 @@ pub async fn hosts(_: Auth<ViewInventory>, State(state): State<AppState>) -> Api
     Ok(Json(state.db.host_list().await?))
 }
 
-pub async fn host(_: Auth<ViewInventory>, State(state): State<AppState>, ApiPath(id): ApiPath<HostId>) -> ApiResult<Host> {
+pub async fn host(
+    _: Auth<ViewInventory>,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<HostId>,
+) -> ApiResult<Host> {
     let host = state.db.host_fetch(id).await?;
     Ok(Json(host.ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))?))
 }

@@ -59,10 +59,7 @@ pub fn router(state: AppState, web_dir: Option<&Path>) -> Router {
         let index = dir.join("index.html");
         router = router.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
     }
-    router
-        .with_state(state)
-        .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http())
+    router.with_state(state).layer(CompressionLayer::new()).layer(TraceLayer::new_for_http())
 }
 
 async fn api_not_found(method: Method, axum::extract::OriginalUri(uri): axum::extract::OriginalUri) -> Response {

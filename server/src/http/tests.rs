@@ -38,7 +38,9 @@ fn request(method: &str, uri: &str, cookie: Option<&str>, body: Option<serde_jso
         builder = builder.header(header::COOKIE, cookie);
     }
     match body {
-        Some(json) => builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(json.to_string())).unwrap(),
+        Some(json) => {
+            builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(json.to_string())).unwrap()
+        }
         None => builder.body(Body::empty()).unwrap(),
     }
 }
@@ -110,7 +112,10 @@ async fn the_session_cookie_is_http_only_and_same_site_strict() {
     let body = serde_json::json!({"username": "admin", "password": PASSWORD});
     let (_, headers, _) = send(&state, request("POST", "/api/v1/auth/login", None, Some(body))).await;
     let cookie = headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Max-Age=900"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Max-Age=900"),
+        "{cookie}"
+    );
 }
 
 #[tokio::test]
@@ -212,4 +217,24 @@ async fn a_vm_action_on_a_disconnected_host_fails_at_once_and_clearly() {
     assert!(error["message"].as_str().unwrap().contains("not connected"), "{error}");
     let after = state.db.vm_fetch(vm.id).await.unwrap().unwrap();
     assert_eq!(after.state, api::v1::VmState::Stopped, "a refused command must leave the VM as it was");
+}
+
+#[tokio::test]
+async fn console_deep_links_get_index_html_but_unknown_api_paths_stay_json_404s() {
+    let (state, _dir) = test_state().await;
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(web.path().join("index.html"), "<html>console</html>").unwrap();
+    std::fs::write(web.path().join("app.js"), "// js").unwrap();
+    let app = router(state, Some(web.path()));
+    for path in ["/", "/hosts/00000000-0000-0000-0000-000000000001", "/login"] {
+        let response = app.clone().oneshot(request("GET", path, None, None)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"<html>console</html>", "{path}");
+    }
+    let response = app.clone().oneshot(request("GET", "/app.js", None, None)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app.oneshot(request("GET", "/api/v1/nothing-here", None, None)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
 }

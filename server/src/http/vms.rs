@@ -2,13 +2,13 @@
 
 use super::extract::{ApiPath, Auth};
 use crate::app::permission::OperateVms;
-use crate::app::{vms, AppError};
+use crate::app::{AppError, vms};
 use crate::state::AppState;
-use api::v1::VmActionAccepted;
 use api::VmId;
+use api::v1::VmActionAccepted;
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
