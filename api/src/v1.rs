@@ -275,3 +275,74 @@ mod tests {
         assert_eq!(json, serde_json::json!({"kind": "inventory-changed"}));
     }
 }
+
+/// An account as pool admins manage it (never with its password hash).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateUserRequest {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+}
+
+/// Change a user's role and/or enable or disable the account; absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateUserRequest {
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+/// A pool admin sets a new password for someone else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetPasswordRequest {
+    pub new_password: String,
+}
+
+/// A user changes their own password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// One mutating call, as the audit log keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// e.g. `POST /api/v1/vms/{id}/start`
+    pub action: String,
+    /// The concrete path called, naming the object.
+    pub target: String,
+    /// `ok`, `refused` (4xx) or `failed` (5xx).
+    pub outcome: String,
+    pub status: u16,
+    pub client: String,
+}
+
+/// Filters of `GET /api/v1/audit`; all optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// Matches entries whose target contains this text (an id or a path part).
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}

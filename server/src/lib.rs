@@ -89,6 +89,7 @@ impl Server {
             events: EventBus::new(),
             keys: Arc::new(keys),
             settings: Arc::new(RuntimeSettings { secure_cookies: config.secure_cookies, ..RuntimeSettings::default() }),
+            login_throttle: Arc::default(),
         };
         Ok(Server {
             state,
@@ -105,7 +106,8 @@ impl Server {
         let state = self.state.clone();
         let router = http::router(self.state, self.web_dir.as_deref());
         tracing::info!(address = %self.local_addr, "listening");
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.context("server failed")?;
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await.context("server failed")?;
         state.db.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -2,6 +2,7 @@
 
 use crate::agents::AgentHub;
 use crate::app::auth::SessionKeys;
+use crate::app::throttle::LoginThrottle;
 use crate::db::Db;
 use crate::events::EventBus;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ pub struct AppState {
     pub events: EventBus,
     pub keys: Arc<SessionKeys>,
     pub settings: Arc<RuntimeSettings>,
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 /// Settings the running server consults (as opposed to start-up configuration).

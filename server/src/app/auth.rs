@@ -170,6 +170,7 @@ mod tests {
             role: Role::ReadOnly,
             disabled: false,
             token_version: 3,
+            created_at: 0,
         };
         let (token, _) = keys.issue(&user, Utc::now()).unwrap();
         let claims = keys.verify(&token).unwrap();
@@ -200,6 +201,7 @@ mod tests {
             role: Role::ReadOnly,
             disabled: false,
             token_version: 0,
+            created_at: 0,
         };
         let (token, _) = first.issue(&user, Utc::now()).unwrap();
         assert!(second.verify(&token).is_some());

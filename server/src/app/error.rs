@@ -39,6 +39,7 @@ impl From<DbError> for AppError {
     fn from(error: DbError) -> Self {
         match error {
             DbError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
+            DbError::Refused(why) => AppError::Conflict(why),
             other => AppError::internal(other),
         }
     }

@@ -5,6 +5,8 @@ pub mod auth;
 pub mod error;
 pub mod hosts;
 pub mod permission;
+pub mod throttle;
+pub mod users;
 pub mod vms;
 
 pub use error::AppError;

@@ -36,6 +36,15 @@ impl Permission for AdministerPool {
     }
 }
 
+/// Read the audit log: pool admins and pool operators.
+pub struct ReadAudit;
+impl Permission for ReadAudit {
+    const DESCRIPTION: &'static str = "read the audit log";
+    fn allows(role: Role) -> bool {
+        matches!(role, Role::PoolAdmin | Role::PoolOperator)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,11 @@
 //! Queries are written in the common subset of both dialects and use `$N` placeholders, which both
 //! sqlx drivers accept. Times are unix milliseconds (BIGINT), ids are UUID text, flags BIGINT 0/1, short lists JSON text.
 
+mod audit;
 mod inventory;
 mod users;
 
+pub use audit::*;
 pub use inventory::*;
 pub use users::*;
 
@@ -29,6 +31,9 @@ pub enum DbError {
     Corrupt(String),
     #[error("{0} already exists")]
     Conflict(String),
+    /// The change would break a rule the data must keep; the message says which.
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub type DbResult<T> = Result<T, DbError>;

@@ -1,12 +1,13 @@
 //! Sign in, sign out, refresh the session, and who am I.
 
-use super::extract::{ApiJson, Auth, current_user};
+use super::audit::AuditActor;
+use super::extract::{ApiJson, Auth, ClientAddress, current_user};
 use crate::app::AppError;
 use crate::app::auth::authenticate;
 use crate::app::permission::ViewInventory;
 use crate::db::UserRecord;
 use crate::state::AppState;
-use api::v1::{LoginRequest, Me, SESSION_COOKIE};
+use api::v1::{ChangePasswordRequest, LoginRequest, Me, SESSION_COOKIE};
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
@@ -32,25 +33,41 @@ fn signed_in(state: &AppState, user: &UserRecord) -> Result<Response, AppError> 
     Ok(([(SET_COOKIE, cookie)], Json(me_answer(user, expires_at))).into_response())
 }
 
+/// Sign in. The claimed username goes to the audit log whatever the outcome.
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(request): ApiJson<LoginRequest>,
-) -> Result<Response, AppError> {
+) -> Response {
+    let claimed = request.username.trim().to_owned();
+    let mut response = login_checked(&state, &address, request).await.unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(AuditActor(claimed));
+    response
+}
+
+async fn login_checked(state: &AppState, address: &str, request: LoginRequest) -> Result<Response, AppError> {
     if request.username.trim().is_empty() {
         return Err(AppError::bad_request("username-required", "username must not be empty"));
     }
     if request.password.is_empty() {
         return Err(AppError::bad_request("password-required", "password must not be empty"));
     }
-    let user = match authenticate(&state.db, request.username.trim(), &request.password).await {
+    let username = request.username.trim();
+    let now = std::time::Instant::now();
+    state.login_throttle.check(username, address, now).map_err(AppError::TooManyRequests)?;
+    let user = match authenticate(&state.db, username, &request.password).await {
         Ok(user) => user,
         Err(error) => {
-            tracing::info!(username = %request.username.trim(), "sign-in refused: {error}");
+            if matches!(error, AppError::Unauthorized(_)) {
+                state.login_throttle.record_failure(username, address, now);
+            }
+            tracing::info!(username, client = address, "sign-in refused: {error}");
             return Err(error);
         }
     };
+    state.login_throttle.record_success(username);
     tracing::info!(username = %user.username, "signed in");
-    signed_in(&state, &user)
+    signed_in(state, &user)
 }
 
 /// Revokes the user's tokens (all of them: the token version moves on) and clears the cookie. Works
@@ -65,6 +82,19 @@ pub async fn logout(State(state): State<AppState>, parts: Parts) -> Result<Respo
 
 pub async fn refresh(State(state): State<AppState>, auth: Auth<ViewInventory>) -> Result<Response, AppError> {
     signed_in(&state, &auth.user)
+}
+
+/// Change one's own password; every session of the user ends, and this one gets a fresh token.
+pub async fn change_password(
+    State(state): State<AppState>,
+    auth: Auth<ViewInventory>,
+    ApiJson(request): ApiJson<ChangePasswordRequest>,
+) -> Result<Response, AppError> {
+    crate::app::users::change_own_password(&state.db, &auth.user, request.current_password, request.new_password)
+        .await?;
+    let user = state.db.user_fetch(auth.user.id).await?.ok_or_else(|| AppError::NotFound("user vanished".into()))?;
+    tracing::info!(username = %user.username, "password changed");
+    signed_in(&state, &user)
 }
 
 pub async fn me(auth: Auth<ViewInventory>) -> Json<Me> {

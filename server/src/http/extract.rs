@@ -60,6 +60,25 @@ impl<P: Permission> FromRequestParts<AppState> for Auth<P> {
     }
 }
 
+/// The client's address as this server sees it (the peer of the TCP connection).
+pub struct ClientAddress(pub String);
+
+pub fn client_address(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(client_address(parts)))
+    }
+}
+
 /// JSON body whose rejection is a 400 with serde's message (which names the field).
 pub struct ApiJson<T>(pub T);
 

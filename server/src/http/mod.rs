@@ -1,21 +1,24 @@
 //! The HTTP edge: routes per resource, the auth extractor, CSRF check, one error mapping, static files.
 
 pub(crate) mod agent;
+mod audit;
 mod auth;
 pub mod error;
 mod events;
 pub mod extract;
 mod health;
 mod inventory;
+mod users;
 mod vms;
 
 use crate::state::AppState;
 use api::v1::{ApiError, CSRF_HEADER};
 use axum::extract::Request;
+use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{self, MethodRouter};
 use axum::{Json, Router};
 use std::path::Path;
 use tower_http::compression::CompressionLayer;
@@ -24,37 +27,83 @@ use tower_http::trace::TraceLayer;
 
 pub use agent::token_hash;
 
-/// The `/api/v1` routes (console API). Every route here is listed in the route table test.
-pub fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/me", get(auth::me))
-        .route("/inventory", get(inventory::inventory))
-        .route("/zones", get(inventory::zones))
-        .route("/clusters", get(inventory::clusters))
-        .route("/hosts", get(inventory::hosts))
-        .route("/hosts/{id}", get(inventory::host))
-        .route("/vms", get(inventory::vms))
-        .route("/vms/{id}", get(inventory::vm))
-        .route("/vms/{id}/start", post(vms::start))
-        .route("/vms/{id}/stop", post(vms::stop))
-        .route("/storage-pools", get(inventory::storage_pools))
-        .route("/offerings", get(inventory::offerings))
-        .route("/events", get(events::stream))
-        .fallback(api_not_found)
-        .layer(middleware::from_fn(require_csrf_header))
+/// Builds a router and remembers every (method, path) it was given, so tests can check that each
+/// route has an entry in the role x route matrix.
+pub struct RouteTable {
+    router: Router<AppState>,
+    routes: Vec<(Method, &'static str)>,
+}
+
+impl RouteTable {
+    fn new() -> Self {
+        RouteTable { router: Router::new(), routes: Vec::new() }
+    }
+
+    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<AppState>) -> Self {
+        self.routes.push((method, path));
+        self.router = self.router.route(path, route);
+        self
+    }
+
+    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::GET, path, routing::get(handler))
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::POST, path, routing::post(handler))
+    }
+
+    fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::PATCH, path, routing::patch(handler))
+    }
+
+    /// Every route's method and path (relative to `/api/v1`).
+    pub fn routes(&self) -> &[(Method, &'static str)] {
+        &self.routes
+    }
+}
+
+/// The `/api/v1` routes (console API). Each handler's signature names the permission it requires.
+pub fn api_routes() -> RouteTable {
+    RouteTable::new()
+        .post("/auth/login", auth::login)
+        .post("/auth/logout", auth::logout)
+        .post("/auth/refresh", auth::refresh)
+        .post("/auth/password", auth::change_password)
+        .get("/auth/me", auth::me)
+        .get("/users", users::list)
+        .post("/users", users::create)
+        .patch("/users/{id}", users::update)
+        .post("/users/{id}/password", users::reset_password)
+        .get("/audit", audit::list)
+        .get("/inventory", inventory::inventory)
+        .get("/zones", inventory::zones)
+        .get("/clusters", inventory::clusters)
+        .get("/hosts", inventory::hosts)
+        .get("/hosts/{id}", inventory::host)
+        .get("/vms", inventory::vms)
+        .get("/vms/{id}", inventory::vm)
+        .post("/vms/{id}/start", vms::start)
+        .post("/vms/{id}/stop", vms::stop)
+        .get("/storage-pools", inventory::storage_pools)
+        .get("/offerings", inventory::offerings)
+        .get("/events", events::stream)
 }
 
 /// The whole application: API, agent endpoint, probes, and (when given) the console's static files
 /// with index.html for every other path, so the console's deep links load.
 pub fn router(state: AppState, web_dir: Option<&Path>) -> Router {
+    let api = api_routes()
+        .router
+        .fallback(api_not_found)
+        .layer(middleware::from_fn(require_csrf_header))
+        // Outermost, so refused mutations (CSRF, permissions, validation) are recorded too.
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record));
     let mut router = Router::new()
-        .nest("/api/v1", api_routes())
-        .route(api::agent::CONNECT_PATH, get(agent::connect))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+        .nest("/api/v1", api)
+        .route(api::agent::CONNECT_PATH, routing::get(agent::connect))
+        .route("/healthz", routing::get(health::healthz))
+        .route("/readyz", routing::get(health::readyz));
     if let Some(dir) = web_dir {
         let index = dir.join("index.html");
         router = router.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));

@@ -25,6 +25,7 @@ async fn test_state() -> (AppState, tempfile::TempDir) {
         events: EventBus::new(),
         keys: Arc::new(SessionKeys::from_secret(&[1u8; 32], chrono::Duration::minutes(15))),
         settings: Arc::new(RuntimeSettings::default()),
+        login_throttle: Arc::default(),
     };
     (state, dir)
 }
@@ -60,34 +61,6 @@ async fn login(state: &AppState) -> String {
     assert_eq!(status, StatusCode::OK);
     let cookie = headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
     cookie.split(';').next().unwrap().to_owned()
-}
-
-/// Every `/api/v1` route, as (method, path with sample ids). Keep in step with `api_routes`.
-const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/v1/auth/me"),
-    ("POST", "/api/v1/auth/refresh"),
-    ("GET", "/api/v1/inventory"),
-    ("GET", "/api/v1/zones"),
-    ("GET", "/api/v1/clusters"),
-    ("GET", "/api/v1/hosts"),
-    ("GET", "/api/v1/hosts/00000000-0000-0000-0000-000000000001"),
-    ("GET", "/api/v1/vms"),
-    ("GET", "/api/v1/vms/00000000-0000-0000-0000-000000000001"),
-    ("POST", "/api/v1/vms/00000000-0000-0000-0000-000000000001/start"),
-    ("POST", "/api/v1/vms/00000000-0000-0000-0000-000000000001/stop"),
-    ("GET", "/api/v1/storage-pools"),
-    ("GET", "/api/v1/offerings"),
-    ("GET", "/api/v1/events"),
-];
-
-#[tokio::test]
-async fn every_route_but_login_and_logout_refuses_anonymous_callers() {
-    let (state, _dir) = test_state().await;
-    for (method, path) in ROUTES {
-        let (status, _, body) = send(&state, request(method, path, None, None)).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
-        assert_eq!(body["code"], "unauthorized", "{method} {path}");
-    }
 }
 
 #[tokio::test]
@@ -185,31 +158,8 @@ async fn probes_answer() {
 #[tokio::test]
 async fn a_vm_action_on_a_disconnected_host_fails_at_once_and_clearly() {
     let (state, _dir) = test_state().await;
-    let pool = crate::demo::seed(&state.db, 1, 1).await.unwrap();
-    let zone = state.db.zone_fetch_by_token_hash(&token_hash(&pool.join_token)).await.unwrap().unwrap();
-    let registration = api::agent::HostRegistration {
-        name: "h1".into(),
-        address: "127.0.1.1".into(),
-        cluster: "cluster-a".into(),
-        hypervisor: api::v1::HypervisorKind::Sim,
-        capacity: api::v1::Resources { cpu_cores: 8, cpu_mhz: 16000, memory_mb: 32768 },
-        mounted_storage: vec![pool.hosts[0].storage_url.clone()],
-        agent_version: "t".into(),
-    };
-    let host_id = crate::app::hosts::register(&state, &zone, &registration).await.unwrap();
-    let vm = state
-        .db
-        .vm_insert(crate::db::NewVm {
-            name: "vm1",
-            zone_id: pool.zone_id,
-            host_id: Some(host_id),
-            offering_id: pool.offerings[0].id,
-            storage_pool_id: pool.storage[0].1,
-            ha_protected: false,
-            restart_priority: api::v1::RestartPriority::BestEffort,
-        })
-        .await
-        .unwrap();
+    let (_, vm_id) = host_with_vm(&state).await;
+    let vm = state.db.vm_fetch(vm_id).await.unwrap().unwrap();
     let cookie = login(&state).await;
     let path = format!("/api/v1/vms/{}/start", vm.id);
     let (status, _, error) = send(&state, request("POST", &path, Some(&cookie), None)).await;
@@ -237,4 +187,246 @@ async fn console_deep_links_get_index_html_but_unknown_api_paths_stay_json_404s(
     let response = app.oneshot(request("GET", "/api/v1/nothing-here", None, None)).await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+}
+
+/// The statuses each role must get from each route: anonymous, read-only, vm-operator,
+/// pool-operator, pool-admin. Every route of `api_routes()` must have a row; a route without one fails
+/// the test, so nobody can add a route without deciding who may call it.
+const MATRIX: &[(&str, [u16; 5], &str)] = &[
+    ("POST /auth/login", [401, 401, 401, 401, 401], r#"{"username":"nobody","password":"wrong"}"#),
+    ("POST /auth/logout", [204, 204, 204, 204, 204], ""),
+    ("POST /auth/refresh", [401, 200, 200, 200, 200], ""),
+    (
+        "POST /auth/password",
+        [401, 400, 400, 400, 400],
+        r#"{"current_password":"not-it-at-all","new_password":"a-new-password-1"}"#,
+    ),
+    ("GET /auth/me", [401, 200, 200, 200, 200], ""),
+    ("GET /users", [401, 403, 403, 403, 200], ""),
+    (
+        "POST /users",
+        [401, 403, 403, 403, 201],
+        r#"{"username":"fresh-user","password":"long-enough-pass","role":"read-only"}"#,
+    ),
+    ("PATCH /users/{id}", [401, 403, 403, 403, 200], r#"{"role":"vm-operator"}"#),
+    ("POST /users/{id}/password", [401, 403, 403, 403, 204], r#"{"new_password":"another-pass-123"}"#),
+    ("GET /audit", [401, 403, 403, 200, 200], ""),
+    ("GET /inventory", [401, 200, 200, 200, 200], ""),
+    ("GET /zones", [401, 200, 200, 200, 200], ""),
+    ("GET /clusters", [401, 200, 200, 200, 200], ""),
+    ("GET /hosts", [401, 200, 200, 200, 200], ""),
+    ("GET /hosts/{id}", [401, 200, 200, 200, 200], ""),
+    ("GET /vms", [401, 200, 200, 200, 200], ""),
+    ("GET /vms/{id}", [401, 200, 200, 200, 200], ""),
+    // The VM's host has no agent connected: allowed roles get 503, not a hang.
+    ("POST /vms/{id}/start", [401, 403, 503, 503, 503], ""),
+    // The VM is stopped: allowed roles get 409.
+    ("POST /vms/{id}/stop", [401, 403, 409, 409, 409], ""),
+    ("GET /storage-pools", [401, 200, 200, 200, 200], ""),
+    ("GET /offerings", [401, 200, 200, 200, 200], ""),
+    ("GET /events", [401, 200, 200, 200, 200], ""),
+];
+
+const ROLES: [Option<api::v1::Role>; 5] = [
+    None,
+    Some(api::v1::Role::ReadOnly),
+    Some(api::v1::Role::VmOperator),
+    Some(api::v1::Role::PoolOperator),
+    Some(api::v1::Role::PoolAdmin),
+];
+
+/// A host (no agent connected) with one stopped VM; answers their ids.
+async fn host_with_vm(state: &AppState) -> (api::HostId, api::VmId) {
+    let pool = crate::demo::seed(&state.db, 1, 1).await.unwrap();
+    let zone = state.db.zone_fetch_by_token_hash(&token_hash(&pool.join_token)).await.unwrap().unwrap();
+    let registration = api::agent::HostRegistration {
+        name: "h1".into(),
+        address: "127.0.1.1".into(),
+        cluster: "cluster-a".into(),
+        hypervisor: api::v1::HypervisorKind::Sim,
+        capacity: api::v1::Resources { cpu_cores: 8, cpu_mhz: 16000, memory_mb: 32768 },
+        mounted_storage: vec![pool.hosts[0].storage_url.clone()],
+        agent_version: "t".into(),
+    };
+    let host_id = crate::app::hosts::register(state, &zone, &registration).await.unwrap();
+    let vm = state
+        .db
+        .vm_insert(crate::db::NewVm {
+            name: "vm1",
+            zone_id: pool.zone_id,
+            host_id: Some(host_id),
+            offering_id: pool.offerings[0].id,
+            storage_pool_id: pool.storage[0].1,
+            ha_protected: false,
+            restart_priority: api::v1::RestartPriority::BestEffort,
+        })
+        .await
+        .unwrap();
+    (host_id, vm.id)
+}
+
+#[tokio::test]
+async fn role_by_route_matrix() {
+    let (state, _dir) = test_state().await;
+    let (host_id, vm_id) = host_with_vm(&state).await;
+    let hash = crate::app::auth::hash_password("same-for-all-1").unwrap();
+    let mut users = Vec::new();
+    for role in ROLES.iter().flatten() {
+        users.push(state.db.user_insert(&format!("as-{}", role.as_str()), &hash, *role).await.unwrap());
+    }
+    let target = state.db.user_insert("target", &hash, api::v1::Role::ReadOnly).await.unwrap();
+
+    let routes = api_routes();
+    for (method, path) in routes.routes() {
+        let key = format!("{method} {path}");
+        let (_, expected, body) = MATRIX
+            .iter()
+            .find(|(entry, _, _)| *entry == key)
+            .unwrap_or_else(|| panic!("route {key} has no entry in the role x route matrix"));
+        let concrete = match *path {
+            "/hosts/{id}" => format!("/api/v1/hosts/{host_id}"),
+            "/users/{id}" | "/users/{id}/password" => {
+                format!("/api/v1{}", path.replace("{id}", &target.id.to_string()))
+            }
+            other => format!("/api/v1{}", other.replace("{id}", &vm_id.to_string())),
+        };
+        for (index, role) in ROLES.iter().enumerate() {
+            let cookie = match role {
+                None => None,
+                Some(role) => {
+                    let user = users.iter().find(|user| user.role == *role).unwrap();
+                    let current = state.db.user_fetch(user.id).await.unwrap().unwrap();
+                    let (token, _) = state.keys.issue(&current, chrono::Utc::now()).unwrap();
+                    Some(format!("{}={token}", api::v1::SESSION_COOKIE))
+                }
+            };
+            let json = (!body.is_empty()).then(|| serde_json::from_str(body).unwrap());
+            let response = router(state.clone(), None)
+                .oneshot(request(method.as_str(), &concrete, cookie.as_deref(), json))
+                .await
+                .unwrap();
+            let who = role.map(|role| role.as_str()).unwrap_or("anonymous");
+            assert_eq!(response.status().as_u16(), expected[index], "{key} as {who}");
+        }
+    }
+    for (entry, _, _) in MATRIX {
+        assert!(
+            routes.routes().iter().any(|(method, path)| format!("{method} {path}") == *entry),
+            "the matrix names {entry}, which is not a route"
+        );
+    }
+}
+
+#[tokio::test]
+async fn mutations_are_audited_with_actor_and_outcome_and_reads_are_not() {
+    let (state, _dir) = test_state().await;
+    let body = serde_json::json!({"username": "mallory", "password": "guess"});
+    send(&state, request("POST", "/api/v1/auth/login", None, Some(body))).await;
+    let cookie = login(&state).await;
+    send(&state, request("GET", "/api/v1/zones", Some(&cookie), None)).await;
+    let new_user = serde_json::json!({"username": "carol", "password": "carols-password", "role": "vm-operator"});
+    let (status, _, _) = send(&state, request("POST", "/api/v1/users", Some(&cookie), Some(new_user))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, _, entries) = send(&state, request("GET", "/api/v1/audit", Some(&cookie), None)).await;
+    let entries = entries.as_array().unwrap();
+    let summary: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|entry| {
+            (
+                entry["actor"].as_str().unwrap().into(),
+                entry["action"].as_str().unwrap().into(),
+                entry["outcome"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("admin".into(), "POST /api/v1/users".into(), "ok".into()),
+            ("admin".into(), "POST /api/v1/auth/login".into(), "ok".into()),
+            ("mallory".into(), "POST /api/v1/auth/login".into(), "refused".into()),
+        ],
+        "newest first; the GET is not audited"
+    );
+    let serialized = serde_json::to_string(entries).unwrap();
+    assert!(!serialized.contains("carols-password") && !serialized.contains("guess"), "no secrets in the audit log");
+
+    let (_, _, filtered) = send(&state, request("GET", "/api/v1/audit?actor=mallory", Some(&cookie), None)).await;
+    assert_eq!(filtered.as_array().unwrap().len(), 1);
+    let (_, _, filtered) = send(&state, request("GET", "/api/v1/audit?target=users", Some(&cookie), None)).await;
+    assert_eq!(filtered.as_array().unwrap().len(), 1);
+    let (_, _, filtered) =
+        send(&state, request("GET", "/api/v1/audit?since=2999-01-01T00:00:00Z", Some(&cookie), None)).await;
+    assert!(filtered.as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_are_throttled_with_a_clear_message() {
+    let (state, _dir) = test_state().await;
+    for _ in 0..5 {
+        let body = serde_json::json!({"username": "admin", "password": "wrong-guess"});
+        let (status, _, _) = send(&state, request("POST", "/api/v1/auth/login", None, Some(body))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let body = serde_json::json!({"username": "admin", "password": PASSWORD});
+    let (status, headers, error) = send(&state, request("POST", "/api/v1/auth/login", None, Some(body))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits out the lock");
+    assert!(headers.get(header::SET_COOKIE).is_none());
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("too many failed sign-ins") && message.contains("try again in"), "{message}");
+}
+
+#[tokio::test]
+async fn user_management_keeps_a_pool_admin_and_revokes_what_it_should() {
+    let (state, _dir) = test_state().await;
+    let cookie = login(&state).await;
+    let me: serde_json::Value = send(&state, request("GET", "/api/v1/auth/me", Some(&cookie), None)).await.2;
+    let admin_path = format!("/api/v1/users/{}", me["id"].as_str().unwrap());
+
+    let demote = serde_json::json!({"role": "read-only"});
+    let (status, _, error) = send(&state, request("PATCH", &admin_path, Some(&cookie), Some(demote))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(error["message"].as_str().unwrap().contains("last enabled pool admin"), "{error}");
+    let (status, _, error) =
+        send(&state, request("PATCH", &admin_path, Some(&cookie), Some(serde_json::json!({"disabled": true})))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["code"], "cannot-disable-self");
+
+    let weak = serde_json::json!({"username": "dave", "password": "short", "role": "read-only"});
+    let (status, _, error) = send(&state, request("POST", "/api/v1/users", Some(&cookie), Some(weak))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error["message"].as_str().unwrap().starts_with("password"), "{error}");
+    let bad_role = serde_json::json!({"username": "dave", "password": "long-enough-1", "role": "root"});
+    let (status, _, error) = send(&state, request("POST", "/api/v1/users", Some(&cookie), Some(bad_role))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error["message"].as_str().unwrap().contains("role"), "{error}");
+
+    let dave = serde_json::json!({"username": "dave", "password": "long-enough-1", "role": "vm-operator"});
+    let (status, _, created) = send(&state, request("POST", "/api/v1/users", Some(&cookie), Some(dave.clone()))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, _) = send(&state, request("POST", "/api/v1/users", Some(&cookie), Some(dave))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let dave_login = serde_json::json!({"username": "dave", "password": "long-enough-1"});
+    let (_, headers, _) = send(&state, request("POST", "/api/v1/auth/login", None, Some(dave_login))).await;
+    let dave_cookie = headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let dave_path = format!("/api/v1/users/{}", created["id"].as_str().unwrap());
+    let (status, _, _) =
+        send(&state, request("PATCH", &dave_path, Some(&cookie), Some(serde_json::json!({"disabled": true})))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&state, request("GET", "/api/v1/auth/me", Some(&dave_cookie), None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "disabling a user ends their sessions");
+
+    // Changing one's own password ends other sessions and keeps this one with a fresh token.
+    let other_session = login(&state).await;
+    let change = serde_json::json!({"current_password": PASSWORD, "new_password": "a-better-password"});
+    let (status, headers, _) =
+        send(&state, request("POST", "/api/v1/auth/password", Some(&cookie), Some(change))).await;
+    assert_eq!(status, StatusCode::OK);
+    let fresh = headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert_eq!(
+        send(&state, request("GET", "/api/v1/auth/me", Some(&other_session), None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(&state, request("GET", "/api/v1/auth/me", Some(&fresh), None)).await.0, StatusCode::OK);
 }
