@@ -77,7 +77,9 @@ impl Fences {
         self.epoch = epoch;
         let (vm, generation) = match command {
             Command::StartVm { vm } => (vm.vm_id, vm.generation),
-            Command::StopVm { vm_id, generation, .. } => (*vm_id, *generation),
+            Command::StopVm { vm_id, generation, .. } | Command::DestroyVm { vm_id, generation } => {
+                (*vm_id, *generation)
+            }
         };
         let known = self.generations.entry(vm).or_insert(generation);
         if generation < *known {
@@ -237,6 +239,7 @@ async fn execute(hypervisor: &dyn Hypervisor, command: Command) -> CommandOutcom
     let result = match command {
         Command::StartVm { vm } => hypervisor.start_vm(&vm).await,
         Command::StopVm { vm_id, force, .. } => hypervisor.stop_vm(vm_id, force).await,
+        Command::DestroyVm { vm_id, .. } => hypervisor.destroy_vm(vm_id).await,
     };
     match result {
         Ok(()) => CommandOutcome::Done,

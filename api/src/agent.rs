@@ -120,6 +120,11 @@ pub enum Command {
         generation: i64,
         force: bool,
     },
+    /// Forget a stopped VM (undefine it); its disks are the storage's business.
+    DestroyVm {
+        vm_id: VmId,
+        generation: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -33,7 +33,7 @@ macro_rules! typed_id {
     )*};
 }
 
-typed_id!(ZoneId, ClusterId, HostId, VmId, StoragePoolId, OfferingId, UserId, CommandId);
+typed_id!(ZoneId, ClusterId, HostId, VmId, StoragePoolId, OfferingId, UserId, CommandId, TemplateId);
 
 #[cfg(test)]
 mod tests {

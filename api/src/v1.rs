@@ -106,6 +106,7 @@ pub enum HostAllocation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     pub cpu_cores: u32,
+    /// Total MHz: cores times the speed of one core (as CloudStack counts CPU allocation).
     pub cpu_mhz: u32,
     pub memory_mb: u64,
 }
@@ -137,6 +138,8 @@ pub enum VmState {
     Starting,
     Running,
     Stopping,
+    /// Moving to another host: paused at the destination until the source hands it over.
+    Migrating,
     /// The host's agent is not connected: the server does not know what the VM is doing.
     Unknown,
     Error,
@@ -149,6 +152,7 @@ impl VmState {
             VmState::Starting => "starting",
             VmState::Running => "running",
             VmState::Stopping => "stopping",
+            VmState::Migrating => "migrating",
             VmState::Unknown => "unknown",
             VmState::Error => "error",
         }
@@ -179,6 +183,12 @@ pub struct Vm {
     /// Protected by HA (from its offering unless overridden).
     pub ha_protected: bool,
     pub restart_priority: RestartPriority,
+    /// HA restart order: lower starts first; VMs of one order start together.
+    pub start_order: i32,
+    /// Seconds HA waits after this VM's order group before starting the next one.
+    pub start_delay_seconds: u32,
+    pub template_id: TemplateId,
+    pub network: String,
     /// Bumped on every placement change; agents refuse commands that name an older one.
     pub generation: i64,
     pub updated_at: DateTime<Utc>,
@@ -345,4 +355,101 @@ pub struct AuditQuery {
     pub until: Option<DateTime<Utc>>,
     #[serde(default)]
     pub limit: Option<u32>,
+}
+
+/// A disk image VMs are deployed from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub id: TemplateId,
+    pub name: String,
+    pub os: String,
+    pub disk_gb: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateOfferingRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub cpu_cores: u32,
+    /// Speed of one core in MHz.
+    pub cpu_mhz: u32,
+    pub memory_mb: u64,
+    #[serde(default)]
+    pub host_tags: Vec<String>,
+    #[serde(default)]
+    pub offer_ha: bool,
+}
+
+/// Absent fields stay as they are. CPU and memory can change only while no VM uses the offering.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateOfferingRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub cpu_cores: Option<u32>,
+    #[serde(default)]
+    pub cpu_mhz: Option<u32>,
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    #[serde(default)]
+    pub host_tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub offer_ha: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployVmRequest {
+    pub name: String,
+    pub offering_id: OfferingId,
+    pub template_id: TemplateId,
+    #[serde(default = "default_network")]
+    pub network: String,
+    pub storage_pool_id: StoragePoolId,
+    /// A chosen host (pool operator and up); without it placement picks the least loaded host that fits.
+    #[serde(default)]
+    pub host_id: Option<HostId>,
+    /// Start the VM once placed [default: true].
+    #[serde(default = "default_true")]
+    pub start: bool,
+}
+
+fn default_network() -> String {
+    "default".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Answer of a deploy: the VM and, when it is being started, the command that starts it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VmDeployed {
+    pub vm: Vm,
+    pub command_id: Option<CommandId>,
+}
+
+/// A VM's HA settings; absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateVmHaRequest {
+    #[serde(default)]
+    pub ha_protected: Option<bool>,
+    #[serde(default)]
+    pub restart_priority: Option<RestartPriority>,
+    #[serde(default)]
+    pub start_order: Option<i32>,
+    #[serde(default)]
+    pub start_delay_seconds: Option<u32>,
+}
+
+/// Change whether new VMs may go to a host, and its tags; absent fields stay as they are.
+/// Maintenance has its own routes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateHostRequest {
+    #[serde(default)]
+    pub allocation: Option<HostAllocation>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
 }

@@ -32,6 +32,9 @@ pub struct ServerArgs {
     /// Lifetime of a session token in minutes [default: 15].
     #[arg(long, env = "PARAPET_SESSION_MINUTES", value_name = "MINUTES")]
     pub session_minutes: Option<i64>,
+    /// Seconds a graceful VM stop may take before it is forced [default: 60].
+    #[arg(long, env = "PARAPET_GRACEFUL_STOP_SECONDS", value_name = "SECONDS")]
+    pub graceful_stop_seconds: Option<u64>,
     /// File holding the hex session signing key; servers sharing one database must share it
     /// [default: session.key in the data directory, created on first start].
     #[arg(long, env = "PARAPET_SESSION_KEY_FILE", value_name = "FILE")]
@@ -50,6 +53,7 @@ struct FileConfig {
     secure_cookies: Option<bool>,
     session_minutes: Option<i64>,
     session_key_file: Option<PathBuf>,
+    graceful_stop_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +79,7 @@ pub struct Config {
     pub secure_cookies: bool,
     pub session_minutes: i64,
     pub session_key_file: PathBuf,
+    pub graceful_stop_seconds: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +105,7 @@ fn invalid(key: &'static str, message: String) -> ConfigError {
         "log_format" => "log-format",
         "session_minutes" => "session-minutes",
         "session_key_file" => "session-key-file",
+        "graceful_stop_seconds" => "graceful-stop-seconds",
         _ => key,
     };
     let env = match key {
@@ -110,6 +116,7 @@ fn invalid(key: &'static str, message: String) -> ConfigError {
         "log_format" => "PARAPET_LOG_FORMAT",
         "session_minutes" => "PARAPET_SESSION_MINUTES",
         "session_key_file" => "PARAPET_SESSION_KEY_FILE",
+        "graceful_stop_seconds" => "PARAPET_GRACEFUL_STOP_SECONDS",
         _ => "-",
     };
     ConfigError::Invalid { key, flag, env, message }
@@ -165,6 +172,10 @@ impl ServerArgs {
         }
         let session_key_file =
             self.session_key_file.clone().or(file.session_key_file).unwrap_or_else(|| data_dir.join("session.key"));
+        let graceful_stop_seconds = self.graceful_stop_seconds.or(file.graceful_stop_seconds).unwrap_or(60);
+        if !(1..=3600).contains(&graceful_stop_seconds) {
+            return Err(invalid("graceful_stop_seconds", format!("{graceful_stop_seconds} is outside 1..=3600")));
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -174,6 +185,7 @@ impl ServerArgs {
             secure_cookies: self.secure_cookies.or(file.secure_cookies).unwrap_or(false),
             session_minutes,
             session_key_file,
+            graceful_stop_seconds,
         })
     }
 }

@@ -118,6 +118,8 @@ pub async fn deploy_vms(state: &AppState, pool: &DemoPool, count: usize, deadlin
         let vm = state
             .db
             .vm_insert(NewVm {
+                template_id: crate::db::default_template_id(),
+                network: "default",
                 name: &format!("{}-{:02}", names[index % names.len()], index + 1),
                 zone_id: pool.zone_id,
                 host_id: Some(host.id),

@@ -88,7 +88,11 @@ impl Server {
             hub: AgentHub::new(Duration::from_secs(60)),
             events: EventBus::new(),
             keys: Arc::new(keys),
-            settings: Arc::new(RuntimeSettings { secure_cookies: config.secure_cookies, ..RuntimeSettings::default() }),
+            settings: Arc::new(RuntimeSettings {
+                secure_cookies: config.secure_cookies,
+                graceful_stop_timeout: Duration::from_secs(config.graceful_stop_seconds),
+                ..RuntimeSettings::default()
+            }),
             login_throttle: Arc::default(),
         };
         Ok(Server {

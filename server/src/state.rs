@@ -27,6 +27,8 @@ pub struct RuntimeSettings {
     pub heartbeat_interval: Duration,
     /// A session that sends nothing for this long is considered dead and closed.
     pub agent_silence_timeout: Duration,
+    /// A graceful VM stop that has not finished after this long is forced.
+    pub graceful_stop_timeout: Duration,
 }
 
 impl Default for RuntimeSettings {
@@ -35,6 +37,7 @@ impl Default for RuntimeSettings {
             secure_cookies: false,
             heartbeat_interval: Duration::from_secs(1),
             agent_silence_timeout: Duration::from_secs(10),
+            graceful_stop_timeout: Duration::from_secs(60),
         }
     }
 }

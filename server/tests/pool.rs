@@ -25,12 +25,17 @@ struct TestContext {
 impl TestContext {
     /// A server with the demo's zone/clusters/storage/offerings, `hosts` simulated hosts in cluster-a.
     async fn start(hosts: usize) -> TestContext {
+        Self::start_with(hosts, |_| {}).await
+    }
+
+    async fn start_with(hosts: usize, configure: impl FnOnce(&mut ServerArgs)) -> TestContext {
         let data_dir = tempfile::tempdir().unwrap();
-        let args = ServerArgs {
+        let mut args = ServerArgs {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(data_dir.path().to_owned()),
             ..Default::default()
         };
+        configure(&mut args);
         let server = Server::prepare(&args.resolve().unwrap(), Some(PASSWORD.into())).await.unwrap();
         let state = server.state.clone();
         let seeded = demo::seed(&state.db, 1, hosts).await.unwrap();
@@ -92,6 +97,8 @@ impl TestContext {
         self.state
             .db
             .vm_insert(server::db::NewVm {
+                template_id: server::db::default_template_id(),
+                network: "default",
                 name,
                 zone_id: host.zone_id,
                 host_id: Some(host.id),
@@ -320,5 +327,133 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     let error = Server::prepare(&args.resolve().unwrap(), None).await.err().expect("the second server must refuse");
     let message = format!("{error:#}");
     assert!(message.contains("another Parapet server is already using the data directory"), "{message}");
+    context.stop().await;
+}
+
+#[tokio::test]
+async fn deploy_places_on_the_least_loaded_fitting_host_and_starts_through_its_agent() {
+    let context = TestContext::start(3).await;
+    let offering: api::v1::ComputeOffering = context
+        .post(
+            "/api/v1/offerings",
+            Some(serde_json::json!({"name": "tagged", "cpu_cores": 2, "cpu_mhz": 2000, "memory_mb": 4096, "host_tags": ["ssd"], "offer_ha": true})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let storage = context.state.db.storage_pool_list().await.unwrap()[0].id;
+    let template = server::db::default_template_id();
+    let deploy = |name: &str| serde_json::json!({"name": name, "offering_id": offering.id, "template_id": template, "storage_pool_id": storage});
+
+    // No host carries the tag: refused, and the refusal names each host's reason.
+    let response = context.post("/api/v1/vms", Some(deploy("tagged-1"))).await;
+    assert_eq!(response.status(), 409);
+    let error: api::v1::ApiError = response.json().await.unwrap();
+    assert!(error.message.contains("lacks the host tag \"ssd\""), "{}", error.message);
+
+    // Tag two hosts, disable one of them: the other gets every VM.
+    let hosts = context.hosts().await;
+    let by_name = |name: &str| hosts.iter().find(|host| host.name == name).unwrap().id;
+    for name in ["kvm-a1", "kvm-a2"] {
+        let url = format!("{}/api/v1/hosts/{}", context.base, by_name(name));
+        let response = context
+            .client
+            .patch(url)
+            .header(api::v1::CSRF_HEADER, "1")
+            .json(&serde_json::json!({"tags": ["ssd"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let url = format!("{}/api/v1/hosts/{}", context.base, by_name("kvm-a1"));
+    let response = context
+        .client
+        .patch(url)
+        .header(api::v1::CSRF_HEADER, "1")
+        .json(&serde_json::json!({"allocation": "disabled"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let mut deployed = Vec::new();
+    for name in ["tagged-1", "tagged-2"] {
+        let response = context.post("/api/v1/vms", Some(deploy(name))).await;
+        assert_eq!(response.status(), 201);
+        let answer: api::v1::VmDeployed = response.json().await.unwrap();
+        assert_eq!(answer.vm.host_id, Some(by_name("kvm-a2")), "{name} must go to the only enabled tagged host");
+        assert!(answer.command_id.is_some());
+        deployed.push(answer.vm);
+    }
+    for vm in &deployed {
+        eventually("the deployed VM runs", 10, || async {
+            (context.vm(vm.id).await.state == VmState::Running).then_some(())
+        })
+        .await;
+        assert!(context.vm(vm.id).await.ha_protected, "an HA offering protects its VMs");
+    }
+    let response = context.post("/api/v1/vms", Some(deploy("tagged-1"))).await;
+    assert_eq!(response.status(), 409, "names are unique in a zone");
+
+    // The offering is in use: its memory cannot change and it cannot be deleted.
+    let url = format!("{}/api/v1/offerings/{}", context.base, offering.id);
+    let response = context
+        .client
+        .patch(&url)
+        .header(api::v1::CSRF_HEADER, "1")
+        .json(&serde_json::json!({"memory_mb": 8192}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 409);
+    let response = context.client.delete(&url).header(api::v1::CSRF_HEADER, "1").send().await.unwrap();
+    assert_eq!(response.status(), 409);
+    context.stop().await;
+}
+
+#[tokio::test]
+async fn restart_and_destroy_go_through_the_agent() {
+    let context = TestContext::start(1).await;
+    let vm = context.vm_on("kvm-a1", "cycle-me").await;
+    assert_eq!(context.post(&format!("/api/v1/vms/{}/start", vm.id), None).await.status(), 202);
+    eventually("the VM runs", 10, || async { (context.vm(vm.id).await.state == VmState::Running).then_some(()) }).await;
+
+    let url = format!("{}/api/v1/vms/{}", context.base, vm.id);
+    let response = context.client.delete(&url).header(api::v1::CSRF_HEADER, "1").send().await.unwrap();
+    assert_eq!(response.status(), 409, "a running VM is not destroyed");
+
+    assert_eq!(context.post(&format!("/api/v1/vms/{}/restart", vm.id), None).await.status(), 202);
+    eventually("the VM went down", 10, || async { (context.vm(vm.id).await.state != VmState::Running).then_some(()) })
+        .await;
+    eventually("the VM runs again", 15, || async { (context.vm(vm.id).await.state == VmState::Running).then_some(()) })
+        .await;
+
+    assert_eq!(context.post(&format!("/api/v1/vms/{}/stop?force=true", vm.id), None).await.status(), 202);
+    eventually("the VM is stopped", 10, || async { (context.vm(vm.id).await.state == VmState::Stopped).then_some(()) })
+        .await;
+    let response = context.client.delete(&url).header(api::v1::CSRF_HEADER, "1").send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(context.client.get(&url).send().await.unwrap().status(), 404);
+    let hypervisor = &context.pool.host("kvm-a1").unwrap().hypervisor;
+    assert!(hypervisor.list_vms_now().iter().all(|(id, _)| *id != vm.id), "the host forgot the VM too");
+    context.stop().await;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_of_a_hung_guest_is_forced_after_the_timeout() {
+    let context = TestContext::start_with(1, |args| args.graceful_stop_seconds = Some(1)).await;
+    let vm = context.vm_on("kvm-a1", "hung").await;
+    assert_eq!(context.post(&format!("/api/v1/vms/{}/start", vm.id), None).await.status(), 202);
+    eventually("the VM runs", 10, || async { (context.vm(vm.id).await.state == VmState::Running).then_some(()) }).await;
+    assert!(context.pool.host("kvm-a1").unwrap().hypervisor.hang(vm.id));
+    let asked = Instant::now();
+    assert_eq!(context.post(&format!("/api/v1/vms/{}/stop", vm.id), None).await.status(), 202);
+    eventually("the hung VM is stopped by force", 10, || async {
+        (context.vm(vm.id).await.state == VmState::Stopped).then_some(())
+    })
+    .await;
+    assert!(asked.elapsed() >= Duration::from_millis(900), "the force must wait for the graceful timeout");
     context.stop().await;
 }

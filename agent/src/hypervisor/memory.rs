@@ -15,6 +15,8 @@ use tokio::sync::watch;
 struct MemoryVm {
     spec: VmSpec,
     state: AgentVmState,
+    /// A hung guest ignores graceful shutdown requests (only a forced stop ends it).
+    hung: bool,
     /// Bumped on each transition, so a delayed boot or shutdown only completes its own transition.
     transition: u64,
 }
@@ -67,6 +69,17 @@ impl MemoryHypervisor {
             self.notify();
         }
         found
+    }
+
+    /// Make a VM's guest hang: graceful shutdowns are ignored from now on.
+    pub fn hang(&self, vm: VmId) -> bool {
+        match self.inner.lock().unwrap().vms.get_mut(&vm) {
+            Some(entry) => {
+                entry.hung = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The VMs and their states right now, for tests and the simulator's `list`.
@@ -151,7 +164,10 @@ impl Hypervisor for MemoryHypervisor {
             }
             inner.next_transition += 1;
             let transition = inner.next_transition;
-            inner.vms.insert(spec.vm_id, MemoryVm { spec: spec.clone(), state: AgentVmState::Starting, transition });
+            inner.vms.insert(
+                spec.vm_id,
+                MemoryVm { spec: spec.clone(), state: AgentVmState::Starting, transition, hung: false },
+            );
             transition
         };
         self.notify();
@@ -160,7 +176,7 @@ impl Hypervisor for MemoryHypervisor {
     }
 
     async fn stop_vm(&self, vm: VmId, force: bool) -> Result<(), HypervisorError> {
-        let transition = {
+        let (transition, hung) = {
             let mut inner = self.inner.lock().unwrap();
             inner.next_transition += 1;
             let transition = inner.next_transition;
@@ -170,11 +186,28 @@ impl Hypervisor for MemoryHypervisor {
             }
             entry.transition = transition;
             entry.state = if force { AgentVmState::Stopped } else { AgentVmState::Stopping };
-            transition
+            (transition, entry.hung)
         };
         self.notify();
-        if !force {
+        if !force && !hung {
             self.complete_later(vm, transition, self.shutdown_delay, AgentVmState::Stopped);
+        }
+        Ok(())
+    }
+
+    async fn destroy_vm(&self, vm: VmId) -> Result<(), HypervisorError> {
+        let removed = {
+            let mut inner = self.inner.lock().unwrap();
+            match inner.vms.get(&vm).map(|entry| entry.state) {
+                None => false,
+                Some(AgentVmState::Stopped | AgentVmState::Crashed) => inner.vms.remove(&vm).is_some(),
+                Some(AgentVmState::Running) => return Err(HypervisorError::WrongState(vm, "running")),
+                Some(AgentVmState::Starting) => return Err(HypervisorError::WrongState(vm, "starting")),
+                Some(AgentVmState::Stopping) => return Err(HypervisorError::WrongState(vm, "stopping")),
+            }
+        };
+        if removed {
+            self.notify();
         }
         Ok(())
     }

@@ -25,6 +25,8 @@ pub trait Hypervisor: Send + Sync {
     async fn start_vm(&self, spec: &VmSpec) -> Result<(), HypervisorError>;
     /// Stop a VM: gracefully, or at once with `force`.
     async fn stop_vm(&self, vm: VmId, force: bool) -> Result<(), HypervisorError>;
+    /// Undefine a stopped VM. Destroying a VM that is not defined succeeds (it is already gone).
+    async fn destroy_vm(&self, vm: VmId) -> Result<(), HypervisorError>;
     /// Every VM the hypervisor knows, with its state.
     async fn list_vms(&self) -> Vec<VmReport>;
     /// Ticks whenever any VM changes state, so the agent can send a fresh inventory.

@@ -49,3 +49,44 @@ pub async fn mark_disconnected(state: &AppState, host_id: HostId) {
     }
     state.events.publish_host(&state.db, host_id).await;
 }
+
+/// Enable or disable a host for new VMs, and set its tags. Maintenance has its own path.
+pub async fn update(
+    state: &AppState,
+    id: HostId,
+    request: api::v1::UpdateHostRequest,
+) -> Result<api::v1::Host, AppError> {
+    if request.allocation == Some(api::v1::HostAllocation::Maintenance) {
+        return Err(AppError::bad_request(
+            "use-maintenance-route",
+            "allocation: maintenance is entered through POST /hosts/{id}/maintenance, which moves the VMs first",
+        ));
+    }
+    if let Some(tags) = &request.tags
+        && let Some(tag) = tags.iter().find(|tag| tag.is_empty() || tag.len() > 64 || tag.contains(char::is_whitespace))
+    {
+        return Err(AppError::bad_request(
+            "invalid-host-tag",
+            format!("tags: {tag:?} must be 1 to 64 characters without spaces"),
+        ));
+    }
+    let host = state
+        .db
+        .host_update(id, request.allocation, request.tags.as_deref())
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))?;
+    state.events.publish(api::v1::Event::HostChanged { host: host.clone() });
+    Ok(host)
+}
+
+/// Remove a host that has no VMs and whose agent is gone (a connected agent would re-register it).
+pub async fn remove(state: &AppState, id: HostId) -> Result<(), AppError> {
+    if state.hub.is_connected(id) {
+        return Err(AppError::Conflict("the host's agent is still connected; stop the agent first".into()));
+    }
+    if !state.db.host_delete(id).await? {
+        return Err(AppError::NotFound(format!("no host with id {id}")));
+    }
+    state.events.publish(api::v1::Event::InventoryChanged);
+    Ok(())
+}

@@ -4,7 +4,9 @@
 pub mod auth;
 pub mod error;
 pub mod hosts;
+pub mod offerings;
 pub mod permission;
+pub mod placement;
 pub mod throttle;
 pub mod users;
 pub mod vms;

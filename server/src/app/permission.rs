@@ -36,6 +36,25 @@ impl Permission for AdministerPool {
     }
 }
 
+/// Compute offerings, host enable/disable/maintenance/removal, deploying to a chosen host, migrating:
+/// pool admins and pool operators.
+pub struct ManagePool;
+impl Permission for ManagePool {
+    const DESCRIPTION: &'static str = "manage hosts, offerings and VM placement";
+    fn allows(role: Role) -> bool {
+        matches!(role, Role::PoolAdmin | Role::PoolOperator)
+    }
+}
+
+/// HA switches, the failure limit, and VMs' restart priority/order: pool admins and pool operators.
+pub struct ManageHa;
+impl Permission for ManageHa {
+    const DESCRIPTION: &'static str = "change HA settings";
+    fn allows(role: Role) -> bool {
+        matches!(role, Role::PoolAdmin | Role::PoolOperator)
+    }
+}
+
 /// Read the audit log: pool admins and pool operators.
 pub struct ReadAudit;
 impl Permission for ReadAudit {

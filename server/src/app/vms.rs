@@ -1,11 +1,12 @@
 //! VM power actions through the host's agent, and the VM states agents report.
 
-use super::AppError;
+use super::{AppError, placement};
 use crate::agents::AgentError;
+use crate::db::NewVm;
 use crate::events::error_chain;
 use crate::state::AppState;
 use api::agent::{AgentVmState, Command, CommandOutcome, VmReport, VmSpec};
-use api::v1::{Event, Vm, VmActionAccepted, VmState};
+use api::v1::{DeployVmRequest, Event, RestartPriority, UpdateVmHaRequest, Vm, VmActionAccepted, VmDeployed, VmState};
 use api::{HostId, VmId};
 use std::collections::HashMap;
 
@@ -45,14 +46,209 @@ pub async fn start(state: &AppState, id: VmId) -> Result<VmActionAccepted, AppEr
     dispatch(state, vm, host, VmState::Starting, command).await
 }
 
+/// Stop a VM. A graceful stop that has not finished after the graceful-stop timeout is forced, so a
+/// hung guest cannot keep a VM "stopping" forever.
 pub async fn stop(state: &AppState, id: VmId, force: bool) -> Result<VmActionAccepted, AppError> {
     let vm = fetch(state, id).await?;
     let host = host_of(&vm)?;
     if !matches!(vm.state, VmState::Running | VmState::Starting | VmState::Stopping | VmState::Error) {
         return Err(AppError::Conflict(format!("VM {:?} is {}; it cannot be stopped", vm.name, vm.state.as_str())));
     }
-    let command = Command::StopVm { vm_id: vm.id, generation: vm.generation, force };
-    dispatch(state, vm, host, VmState::Stopping, command).await
+    let generation = vm.generation;
+    let command = Command::StopVm { vm_id: vm.id, generation, force };
+    let accepted = dispatch(state, vm, host, VmState::Stopping, command).await?;
+    if !force {
+        let state = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(state.settings.graceful_stop_timeout).await;
+            let still_stopping = matches!(state.db.vm_fetch(id).await, Ok(Some(vm)) if vm.state == VmState::Stopping);
+            if still_stopping {
+                tracing::warn!(vm = %id, "graceful stop did not finish in time; forcing it");
+                if let Ok((_, in_flight)) = state.hub.send(host, Command::StopVm { vm_id: id, generation, force: true })
+                {
+                    let _ = in_flight.outcome().await;
+                }
+            }
+        });
+    }
+    Ok(accepted)
+}
+
+/// Stop, wait until stopped, start again. Answers once the stop is under way.
+pub async fn restart(state: &AppState, id: VmId) -> Result<VmActionAccepted, AppError> {
+    let vm = fetch(state, id).await?;
+    if vm.state != VmState::Running {
+        return Err(AppError::Conflict(format!(
+            "VM {:?} is {}; only a running VM can be restarted",
+            vm.name,
+            vm.state.as_str()
+        )));
+    }
+    let accepted = stop(state, id, false).await?;
+    let state = state.clone();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + state.settings.graceful_stop_timeout * 2;
+        loop {
+            match state.db.vm_fetch(id).await {
+                Ok(Some(vm)) if vm.state == VmState::Stopped => break,
+                Ok(Some(vm)) if matches!(vm.state, VmState::Stopping | VmState::Running) => {}
+                _ => return,
+            }
+            if tokio::time::Instant::now() > deadline {
+                tracing::warn!(vm = %id, "restart abandoned: the VM did not stop");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        if let Err(error) = start(&state, id).await {
+            tracing::warn!(vm = %id, "restart could not start the VM again: {error}");
+        }
+    });
+    Ok(accepted)
+}
+
+fn check_vm_name(name: &str) -> Result<(), AppError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(AppError::bad_request("invalid-name", "name must be 1 to 63 letters, digits or inner '-' (a host name)"))
+    }
+}
+
+/// Deploy a VM: validate, place (on the chosen host, or the least loaded one that fits), record, and
+/// start it through the host's agent unless asked not to.
+pub async fn deploy(state: &AppState, request: DeployVmRequest) -> Result<VmDeployed, AppError> {
+    check_vm_name(&request.name)?;
+    let network = request.network.trim();
+    if network.is_empty() || network.len() > 64 {
+        return Err(AppError::bad_request("invalid-network", "network must be 1 to 64 characters"));
+    }
+    let missing = |what: &str, id: &dyn std::fmt::Display| {
+        AppError::bad_request("unknown-reference", format!("{what}: no such id {id}"))
+    };
+    let offering = state
+        .db
+        .offering_fetch(request.offering_id)
+        .await?
+        .ok_or_else(|| missing("offering_id", &request.offering_id))?;
+    state.db.template_fetch(request.template_id).await?.ok_or_else(|| missing("template_id", &request.template_id))?;
+    let pool = state
+        .db
+        .storage_pool_fetch(request.storage_pool_id)
+        .await?
+        .ok_or_else(|| missing("storage_pool_id", &request.storage_pool_id))?;
+    let hosts = state.db.host_list().await?;
+    let cluster = match (pool.cluster_id, pool.host_id) {
+        (Some(cluster), _) => cluster,
+        (None, Some(owner)) => hosts
+            .iter()
+            .find(|host| host.id == owner)
+            .map(|host| host.cluster_id)
+            .ok_or_else(|| AppError::Conflict("the local storage's host no longer exists".into()))?,
+        (None, None) => {
+            return Err(AppError::Conflict(format!("storage pool {:?} belongs to no cluster or host", pool.name)));
+        }
+    };
+    let resources = api::v1::Resources {
+        cpu_cores: offering.cpu_cores,
+        cpu_mhz: offering.cpu_cores.saturating_mul(offering.cpu_mhz),
+        memory_mb: offering.memory_mb,
+    };
+    let demand = placement::Demand { cluster, resources, host_tags: &offering.host_tags };
+    let host_id = match request.host_id {
+        Some(chosen) => {
+            let host = hosts.iter().find(|host| host.id == chosen).ok_or_else(|| missing("host_id", &chosen))?;
+            if let Some(reason) = placement::unfit_reason(host, &demand) {
+                return Err(AppError::Conflict(format!("cannot deploy on the chosen host: {reason}")));
+            }
+            chosen
+        }
+        None => placement::choose_host(&hosts, &demand).map_err(AppError::Conflict)?,
+    };
+    if pool.host_id.is_some_and(|owner| owner != host_id) {
+        return Err(AppError::Conflict(format!("storage pool {:?} is local to another host", pool.name)));
+    }
+    let vm = state
+        .db
+        .vm_insert(NewVm {
+            name: &request.name,
+            template_id: request.template_id,
+            network,
+            zone_id: pool.zone_id,
+            host_id: Some(host_id),
+            offering_id: offering.id,
+            storage_pool_id: pool.id,
+            ha_protected: offering.offer_ha,
+            restart_priority: if offering.offer_ha { RestartPriority::Restart } else { RestartPriority::DoNotRestart },
+        })
+        .await?;
+    state.events.publish(Event::VmChanged { vm: vm.clone() });
+    state.events.publish_host(&state.db, host_id).await;
+    if !request.start {
+        return Ok(VmDeployed { vm, command_id: None });
+    }
+    match start(state, vm.id).await {
+        Ok(accepted) => Ok(VmDeployed { vm: accepted.vm, command_id: Some(accepted.command_id) }),
+        Err(error) => {
+            // The VM exists (stopped); say so together with why it did not start.
+            Err(AppError::Unavailable(format!("VM {:?} was created but could not be started: {error}", vm.name)))
+        }
+    }
+}
+
+/// Destroy a stopped VM: its host's agent must confirm the VM is gone before the record goes, so a
+/// VM is never forgotten while it may still run.
+pub async fn destroy(state: &AppState, id: VmId) -> Result<(), AppError> {
+    let vm = fetch(state, id).await?;
+    if !matches!(vm.state, VmState::Stopped | VmState::Error) {
+        return Err(AppError::Conflict(format!(
+            "VM {:?} is {}; stop it before destroying it",
+            vm.name,
+            vm.state.as_str()
+        )));
+    }
+    if let Some(host) = vm.host_id {
+        let (_, in_flight) = state.hub.send(host, Command::DestroyVm { vm_id: id, generation: vm.generation })?;
+        match in_flight.outcome().await? {
+            CommandOutcome::Done => {}
+            CommandOutcome::Failed { reason } | CommandOutcome::Refused { reason } => {
+                return Err(AppError::Conflict(format!("the host refused to destroy VM {:?}: {reason}", vm.name)));
+            }
+        }
+    }
+    state.db.vm_delete(id).await?;
+    if let Some(host) = vm.host_id {
+        state.events.publish_host(&state.db, host).await;
+    }
+    state.events.publish(Event::InventoryChanged);
+    Ok(())
+}
+
+pub async fn update_ha(state: &AppState, id: VmId, request: UpdateVmHaRequest) -> Result<Vm, AppError> {
+    if request.start_order.is_some_and(|order| !(0..=1000).contains(&order)) {
+        return Err(AppError::bad_request("invalid-start-order", "start_order must be 0 to 1000"));
+    }
+    if request.start_delay_seconds.is_some_and(|delay| delay > 3600) {
+        return Err(AppError::bad_request("invalid-start-delay", "start_delay_seconds must be at most 3600"));
+    }
+    let vm = state
+        .db
+        .vm_update_ha(
+            id,
+            request.ha_protected,
+            request.restart_priority,
+            request.start_order,
+            request.start_delay_seconds,
+        )
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no VM with id {id}")))?;
+    state.events.publish(Event::VmChanged { vm: vm.clone() });
+    Ok(vm)
 }
 
 /// Mark the VM as in transition, hand the command to the agent (undoing the mark if the agent is not

@@ -35,6 +35,8 @@ pub struct NewOffering<'a> {
 
 pub struct NewVm<'a> {
     pub name: &'a str,
+    pub template_id: TemplateId,
+    pub network: &'a str,
     pub zone_id: ZoneId,
     pub host_id: Option<HostId>,
     pub offering_id: OfferingId,
@@ -116,13 +118,24 @@ fn vm_from_row(row: &AnyRow) -> DbResult<Vm> {
         resources: vm_resources(row)?,
         ha_protected: get_bool(row, "ha_protected")?,
         restart_priority: get_enum(row, "restart_priority")?,
+        start_order: i32::try_from(row.try_get::<i64, _>("start_order")?)
+            .map_err(|_| DbError::Corrupt("start_order is out of range".into()))?,
+        start_delay_seconds: get_u32(row, "start_delay_seconds")?,
+        template_id: get_id(row, "template_id")?,
+        network: row.try_get("network")?,
         generation: row.try_get("generation")?,
         updated_at: ms_to_time(row.try_get("updated_at")?),
     })
 }
 
+/// The catalogue's Debian template (seeded by the migrations), for seeds and tests.
+pub fn default_template_id() -> TemplateId {
+    TemplateId(uuid::Uuid::from_u128(0x6f1c1b8e_0c1a_4f53_9d0e_000000000001))
+}
+
 const VM_SELECT: &str = "SELECT v.id, v.name, v.zone_id, v.host_id, v.offering_id, v.storage_pool_id, v.state,
-        v.state_reason, v.ha_protected, v.restart_priority, v.generation, v.updated_at,
+        v.state_reason, v.ha_protected, v.restart_priority, v.generation, v.updated_at, v.start_order,
+        v.start_delay_seconds, v.template_id, v.network,
         o.cpu_cores AS o_cpu_cores, o.cpu_mhz AS o_cpu_mhz, o.memory_mb AS o_memory_mb,
         h.cluster_id AS h_cluster_id
     FROM vms v
@@ -462,8 +475,8 @@ impl Db {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO vms (id, name, zone_id, host_id, offering_id, storage_pool_id, state, state_reason,
-                ha_protected, restart_priority, generation, updated_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'stopped', NULL, $7, $8, 1, $9, $10)",
+                ha_protected, restart_priority, generation, updated_at, created_at, template_id, network)
+             VALUES ($1, $2, $3, $4, $5, $6, 'stopped', NULL, $7, $8, 1, $9, $10, $11, $12)",
         )
         .bind(id.to_string())
         .bind(new.name)
@@ -475,6 +488,8 @@ impl Db {
         .bind(enum_text(&new.restart_priority))
         .bind(now)
         .bind(now)
+        .bind(new.template_id.to_string())
+        .bind(new.network)
         .execute(&self.pool)
         .await
         .map_err(|error| conflict_or(error, format!("VM {:?}", new.name)))?;
@@ -548,5 +563,182 @@ impl Db {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+fn template_from_row(row: &AnyRow) -> DbResult<Template> {
+    Ok(Template {
+        id: get_id(row, "id")?,
+        name: row.try_get("name")?,
+        os: row.try_get("os")?,
+        disk_gb: get_u64(row, "disk_gb")?,
+    })
+}
+
+/// What an offering update may change; `None` keeps the stored value.
+pub struct OfferingChanges<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub cpu_cores: Option<u32>,
+    pub cpu_mhz: Option<u32>,
+    pub memory_mb: Option<u64>,
+    pub host_tags: Option<&'a [String]>,
+    pub offer_ha: Option<bool>,
+}
+
+impl Db {
+    pub async fn template_list(&self) -> DbResult<Vec<Template>> {
+        let rows = sqlx::query("SELECT * FROM templates ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    pub async fn template_fetch(&self, id: TemplateId) -> DbResult<Option<Template>> {
+        let row = sqlx::query("SELECT * FROM templates WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(template_from_row).transpose()
+    }
+
+    pub async fn offering_vm_count(&self, id: OfferingId) -> DbResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM vms WHERE offering_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Apply changes in one transaction; CPU or memory changes are refused while a VM uses the
+    /// offering (running VMs would no longer match what they were placed with).
+    pub async fn offering_update(
+        &self,
+        id: OfferingId,
+        changes: OfferingChanges<'_>,
+    ) -> DbResult<Option<ComputeOffering>> {
+        let mut tx = self.begin_write().await?;
+        let Some(row) = sqlx::query("SELECT * FROM compute_offerings WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let current = offering_from_row(&row)?;
+        let resources_change = changes.cpu_cores.is_some_and(|v| v != current.cpu_cores)
+            || changes.cpu_mhz.is_some_and(|v| v != current.cpu_mhz)
+            || changes.memory_mb.is_some_and(|v| v != current.memory_mb);
+        if resources_change {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM vms WHERE offering_id = $1")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            let used: i64 = row.try_get("n")?;
+            if used > 0 {
+                return Err(DbError::Refused(format!(
+                    "compute offering {:?} is used by {used} VM(s); its CPU and memory cannot change",
+                    current.name
+                )));
+            }
+        }
+        let name = changes.name.unwrap_or(&current.name);
+        sqlx::query(
+            "UPDATE compute_offerings SET name = $1, description = $2, cpu_cores = $3, cpu_mhz = $4, memory_mb = $5,
+                host_tags = $6, offer_ha = $7 WHERE id = $8",
+        )
+        .bind(name)
+        .bind(changes.description.unwrap_or(&current.description))
+        .bind(i64::from(changes.cpu_cores.unwrap_or(current.cpu_cores)))
+        .bind(i64::from(changes.cpu_mhz.unwrap_or(current.cpu_mhz)))
+        .bind(changes.memory_mb.unwrap_or(current.memory_mb) as i64)
+        .bind(string_list(changes.host_tags.unwrap_or(&current.host_tags)))
+        .bind(flag(changes.offer_ha.unwrap_or(current.offer_ha)))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(|error| conflict_or(error, format!("compute offering {name:?}")))?;
+        tx.commit().await?;
+        self.offering_fetch(id).await
+    }
+
+    /// Delete an offering no VM uses; answers false when there was none.
+    pub async fn offering_delete(&self, id: OfferingId) -> DbResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM vms WHERE offering_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        let used: i64 = row.try_get("n")?;
+        if used > 0 {
+            return Err(DbError::Refused(format!(
+                "the compute offering is used by {used} VM(s); delete or change them first"
+            )));
+        }
+        let result =
+            sqlx::query("DELETE FROM compute_offerings WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn vm_update_ha(
+        &self,
+        id: VmId,
+        ha_protected: Option<bool>,
+        restart_priority: Option<RestartPriority>,
+        start_order: Option<i32>,
+        start_delay_seconds: Option<u32>,
+    ) -> DbResult<Option<Vm>> {
+        let Some(current) = self.vm_fetch(id).await? else { return Ok(None) };
+        sqlx::query(
+            "UPDATE vms SET ha_protected = $1, ha_overridden = $2, restart_priority = $3, start_order = $4,
+                start_delay_seconds = $5, updated_at = $6 WHERE id = $7",
+        )
+        .bind(flag(ha_protected.unwrap_or(current.ha_protected)))
+        .bind(flag(ha_protected.is_some()))
+        .bind(enum_text(&restart_priority.unwrap_or(current.restart_priority)))
+        .bind(i64::from(start_order.unwrap_or(current.start_order)))
+        .bind(i64::from(start_delay_seconds.unwrap_or(current.start_delay_seconds)))
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        self.vm_fetch(id).await
+    }
+
+    pub async fn vm_delete(&self, id: VmId) -> DbResult<bool> {
+        let result = sqlx::query("DELETE FROM vms WHERE id = $1").bind(id.to_string()).execute(&self.pool).await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn host_update(
+        &self,
+        id: HostId,
+        allocation: Option<HostAllocation>,
+        tags: Option<&[String]>,
+    ) -> DbResult<Option<Host>> {
+        let Some(current) = self.host_fetch(id).await? else { return Ok(None) };
+        sqlx::query("UPDATE hosts SET allocation = $1, tags = $2 WHERE id = $3")
+            .bind(enum_text(&allocation.unwrap_or(current.allocation)))
+            .bind(string_list(tags.unwrap_or(&current.tags)))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        self.host_fetch(id).await
+    }
+
+    /// Remove a host no VM is placed on, with its storage mounts, in one transaction.
+    pub async fn host_delete(&self, id: HostId) -> DbResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM vms WHERE host_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        let placed: i64 = row.try_get("n")?;
+        if placed > 0 {
+            return Err(DbError::Refused(format!("{placed} VM(s) are placed on the host; move or destroy them first")));
+        }
+        sqlx::query("DELETE FROM host_storage WHERE host_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        let result = sqlx::query("DELETE FROM hosts WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(result.rows_affected() == 1)
     }
 }

@@ -112,6 +112,8 @@ async fn vms_count_towards_their_hosts_and_state_changes_are_reported_once() {
         assert_eq!(db.offering_fetch(offering.id).await.unwrap().unwrap().host_tags, vec!["ssd".to_owned()]);
         let host = db.host_register(zone.id, cluster.id, &registration("h", "c", &[])).await.unwrap();
         let new_vm = |name: &'static str| NewVm {
+            template_id: crate::db::default_template_id(),
+            network: "default",
             name,
             zone_id: zone.id,
             host_id: Some(host),

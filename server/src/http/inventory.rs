@@ -52,3 +52,7 @@ pub async fn storage_pools(_: Auth<ViewInventory>, State(state): State<AppState>
 pub async fn offerings(_: Auth<ViewInventory>, State(state): State<AppState>) -> ApiResult<Vec<ComputeOffering>> {
     Ok(Json(state.db.offering_list().await?))
 }
+
+pub async fn templates(_: Auth<ViewInventory>, State(state): State<AppState>) -> ApiResult<Vec<Template>> {
+    Ok(Json(state.db.template_list().await?))
+}

@@ -7,7 +7,9 @@ pub mod error;
 mod events;
 pub mod extract;
 mod health;
+mod hosts;
 mod inventory;
+mod offerings;
 mod users;
 mod vms;
 
@@ -53,6 +55,10 @@ impl RouteTable {
         self.add(Method::POST, path, routing::post(handler))
     }
 
+    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::DELETE, path, routing::delete(handler))
+    }
+
     fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
         self.add(Method::PATCH, path, routing::patch(handler))
     }
@@ -81,12 +87,22 @@ pub fn api_routes() -> RouteTable {
         .get("/clusters", inventory::clusters)
         .get("/hosts", inventory::hosts)
         .get("/hosts/{id}", inventory::host)
+        .patch("/hosts/{id}", hosts::update)
+        .delete("/hosts/{id}", hosts::remove)
         .get("/vms", inventory::vms)
+        .post("/vms", vms::deploy)
         .get("/vms/{id}", inventory::vm)
+        .delete("/vms/{id}", vms::destroy)
         .post("/vms/{id}/start", vms::start)
         .post("/vms/{id}/stop", vms::stop)
+        .post("/vms/{id}/restart", vms::restart)
+        .patch("/vms/{id}/ha", vms::update_ha)
         .get("/storage-pools", inventory::storage_pools)
         .get("/offerings", inventory::offerings)
+        .post("/offerings", offerings::create)
+        .patch("/offerings/{id}", offerings::update)
+        .delete("/offerings/{id}", offerings::delete)
+        .get("/templates", inventory::templates)
         .get("/events", events::stream)
 }
 

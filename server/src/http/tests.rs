@@ -158,8 +158,7 @@ async fn probes_answer() {
 #[tokio::test]
 async fn a_vm_action_on_a_disconnected_host_fails_at_once_and_clearly() {
     let (state, _dir) = test_state().await;
-    let (_, vm_id) = host_with_vm(&state).await;
-    let vm = state.db.vm_fetch(vm_id).await.unwrap().unwrap();
+    let vm = state.db.vm_fetch(host_with_vm(&state).await.vm).await.unwrap().unwrap();
     let cookie = login(&state).await;
     let path = format!("/api/v1/vms/{}/start", vm.id);
     let (status, _, error) = send(&state, request("POST", &path, Some(&cookie), None)).await;
@@ -216,14 +215,36 @@ const MATRIX: &[(&str, [u16; 5], &str)] = &[
     ("GET /clusters", [401, 200, 200, 200, 200], ""),
     ("GET /hosts", [401, 200, 200, 200, 200], ""),
     ("GET /hosts/{id}", [401, 200, 200, 200, 200], ""),
+    ("PATCH /hosts/{id}", [401, 403, 403, 200, 200], r#"{"tags":["ssd"]}"#),
+    // The host still has a VM placed on it.
+    ("DELETE /hosts/{id}", [401, 403, 403, 409, 409], ""),
     ("GET /vms", [401, 200, 200, 200, 200], ""),
+    // The only host's agent is not connected, so placement finds no host.
+    (
+        "POST /vms",
+        [401, 403, 409, 409, 409],
+        r#"{"name":"new-{role}","offering_id":"{offering}","template_id":"{template}","storage_pool_id":"{storage}"}"#,
+    ),
     ("GET /vms/{id}", [401, 200, 200, 200, 200], ""),
+    // The host's agent must confirm the VM is gone and is not connected.
+    ("DELETE /vms/{id}", [401, 403, 503, 503, 503], ""),
+    ("POST /vms/{id}/restart", [401, 403, 409, 409, 409], ""),
+    ("PATCH /vms/{id}/ha", [401, 403, 403, 200, 200], r#"{"start_order":2}"#),
     // The VM's host has no agent connected: allowed roles get 503, not a hang.
     ("POST /vms/{id}/start", [401, 403, 503, 503, 503], ""),
     // The VM is stopped: allowed roles get 409.
     ("POST /vms/{id}/stop", [401, 403, 409, 409, 409], ""),
     ("GET /storage-pools", [401, 200, 200, 200, 200], ""),
     ("GET /offerings", [401, 200, 200, 200, 200], ""),
+    (
+        "POST /offerings",
+        [401, 403, 403, 201, 201],
+        r#"{"name":"o-{role}","cpu_cores":1,"cpu_mhz":1000,"memory_mb":512}"#,
+    ),
+    ("PATCH /offerings/{id}", [401, 403, 403, 200, 200], r#"{"description":"changed"}"#),
+    // The offering is in use.
+    ("DELETE /offerings/{id}", [401, 403, 403, 409, 409], ""),
+    ("GET /templates", [401, 200, 200, 200, 200], ""),
     ("GET /events", [401, 200, 200, 200, 200], ""),
 ];
 
@@ -235,8 +256,15 @@ const ROLES: [Option<api::v1::Role>; 5] = [
     Some(api::v1::Role::PoolAdmin),
 ];
 
-/// A host (no agent connected) with one stopped VM; answers their ids.
-async fn host_with_vm(state: &AppState) -> (api::HostId, api::VmId) {
+/// A host (no agent connected) with one stopped VM.
+struct Fixture {
+    host: api::HostId,
+    vm: api::VmId,
+    offering: api::OfferingId,
+    storage: api::StoragePoolId,
+}
+
+async fn host_with_vm(state: &AppState) -> Fixture {
     let pool = crate::demo::seed(&state.db, 1, 1).await.unwrap();
     let zone = state.db.zone_fetch_by_token_hash(&token_hash(&pool.join_token)).await.unwrap().unwrap();
     let registration = api::agent::HostRegistration {
@@ -249,9 +277,13 @@ async fn host_with_vm(state: &AppState) -> (api::HostId, api::VmId) {
         agent_version: "t".into(),
     };
     let host_id = crate::app::hosts::register(state, &zone, &registration).await.unwrap();
+    // Registered, then its agent went away (as when an agent's connection drops).
+    crate::app::hosts::mark_disconnected(state, host_id).await;
     let vm = state
         .db
         .vm_insert(crate::db::NewVm {
+            template_id: crate::db::default_template_id(),
+            network: "default",
             name: "vm1",
             zone_id: pool.zone_id,
             host_id: Some(host_id),
@@ -262,13 +294,13 @@ async fn host_with_vm(state: &AppState) -> (api::HostId, api::VmId) {
         })
         .await
         .unwrap();
-    (host_id, vm.id)
+    Fixture { host: host_id, vm: vm.id, offering: pool.offerings[0].id, storage: pool.storage[0].1 }
 }
 
 #[tokio::test]
 async fn role_by_route_matrix() {
     let (state, _dir) = test_state().await;
-    let (host_id, vm_id) = host_with_vm(&state).await;
+    let fixture = host_with_vm(&state).await;
     let hash = crate::app::auth::hash_password("same-for-all-1").unwrap();
     let mut users = Vec::new();
     for role in ROLES.iter().flatten() {
@@ -283,13 +315,13 @@ async fn role_by_route_matrix() {
             .iter()
             .find(|(entry, _, _)| *entry == key)
             .unwrap_or_else(|| panic!("route {key} has no entry in the role x route matrix"));
-        let concrete = match *path {
-            "/hosts/{id}" => format!("/api/v1/hosts/{host_id}"),
-            "/users/{id}" | "/users/{id}/password" => {
-                format!("/api/v1{}", path.replace("{id}", &target.id.to_string()))
-            }
-            other => format!("/api/v1{}", other.replace("{id}", &vm_id.to_string())),
+        let id = match *path {
+            "/hosts/{id}" => fixture.host.to_string(),
+            "/users/{id}" | "/users/{id}/password" => target.id.to_string(),
+            "/offerings/{id}" => fixture.offering.to_string(),
+            _ => fixture.vm.to_string(),
         };
+        let concrete = format!("/api/v1{}", path.replace("{id}", &id));
         for (index, role) in ROLES.iter().enumerate() {
             let cookie = match role {
                 None => None,
@@ -300,7 +332,12 @@ async fn role_by_route_matrix() {
                     Some(format!("{}={token}", api::v1::SESSION_COOKIE))
                 }
             };
-            let json = (!body.is_empty()).then(|| serde_json::from_str(body).unwrap());
+            let body = body
+                .replace("{role}", role.map(|role| role.as_str()).unwrap_or("anonymous"))
+                .replace("{offering}", &fixture.offering.to_string())
+                .replace("{storage}", &fixture.storage.to_string())
+                .replace("{template}", &crate::db::default_template_id().to_string());
+            let json = (!body.is_empty()).then(|| serde_json::from_str(&body).unwrap());
             let response = router(state.clone(), None)
                 .oneshot(request(method.as_str(), &concrete, cookie.as_deref(), json))
                 .await
