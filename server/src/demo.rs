@@ -129,7 +129,7 @@ pub async fn deploy_vms(state: &AppState, pool: &DemoPool, count: usize, deadlin
                 restart_priority: if offering.offer_ha {
                     RestartPriority::Restart
                 } else {
-                    RestartPriority::BestEffort
+                    RestartPriority::DoNotRestart
                 },
             })
             .await?;

@@ -600,14 +600,6 @@ impl Db {
         row.as_ref().map(template_from_row).transpose()
     }
 
-    pub async fn offering_vm_count(&self, id: OfferingId) -> DbResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM vms WHERE offering_id = $1")
-            .bind(id.to_string())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("n")?)
-    }
-
     /// Apply changes in one transaction; CPU or memory changes are refused while a VM uses the
     /// offering (running VMs would no longer match what they were placed with).
     pub async fn offering_update(
@@ -628,11 +620,7 @@ impl Db {
             || changes.cpu_mhz.is_some_and(|v| v != current.cpu_mhz)
             || changes.memory_mb.is_some_and(|v| v != current.memory_mb);
         if resources_change {
-            let row = sqlx::query("SELECT COUNT(*) AS n FROM vms WHERE offering_id = $1")
-                .bind(id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-            let used: i64 = row.try_get("n")?;
+            let used = vms_referencing(&mut tx, "offering_id", &id.to_string()).await?;
             if used > 0 {
                 return Err(DbError::Refused(format!(
                     "compute offering {:?} is used by {used} VM(s); its CPU and memory cannot change",
@@ -663,11 +651,7 @@ impl Db {
     /// Delete an offering no VM uses; answers false when there was none.
     pub async fn offering_delete(&self, id: OfferingId) -> DbResult<bool> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM vms WHERE offering_id = $1")
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        let used: i64 = row.try_get("n")?;
+        let used = vms_referencing(&mut tx, "offering_id", &id.to_string()).await?;
         if used > 0 {
             return Err(DbError::Refused(format!(
                 "the compute offering is used by {used} VM(s); delete or change them first"
@@ -728,11 +712,7 @@ impl Db {
     /// Remove a host no VM is placed on, with its storage mounts, in one transaction.
     pub async fn host_delete(&self, id: HostId) -> DbResult<bool> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM vms WHERE host_id = $1")
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        let placed: i64 = row.try_get("n")?;
+        let placed = vms_referencing(&mut tx, "host_id", &id.to_string()).await?;
         if placed > 0 {
             return Err(DbError::Refused(format!("{placed} VM(s) are placed on the host; move or destroy them first")));
         }
@@ -741,4 +721,15 @@ impl Db {
         tx.commit().await?;
         Ok(result.rows_affected() == 1)
     }
+}
+
+/// How many VMs name `id` in `column` (a fixed column name of `vms`), inside a transaction.
+async fn vms_referencing(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    column: &'static str,
+    id: &str,
+) -> DbResult<i64> {
+    let sql = format!("SELECT COUNT(*) AS n FROM vms WHERE {column} = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_one(&mut **tx).await?;
+    Ok(row.try_get("n")?)
 }
