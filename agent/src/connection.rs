@@ -76,10 +76,11 @@ impl Fences {
         }
         self.epoch = epoch;
         let (vm, generation) = match command {
-            Command::StartVm { vm } => (vm.vm_id, vm.generation),
-            Command::StopVm { vm_id, generation, .. } | Command::DestroyVm { vm_id, generation } => {
-                (*vm_id, *generation)
-            }
+            Command::StartVm { vm } | Command::PrepareMigration { vm } => (vm.vm_id, vm.generation),
+            Command::StopVm { vm_id, generation, .. }
+            | Command::DestroyVm { vm_id, generation }
+            | Command::MigrateOut { vm_id, generation, .. }
+            | Command::FinishMigration { vm_id, generation } => (*vm_id, *generation),
         };
         let known = self.generations.entry(vm).or_insert(generation);
         if generation < *known {
@@ -240,6 +241,9 @@ async fn execute(hypervisor: &dyn Hypervisor, command: Command) -> CommandOutcom
         Command::StartVm { vm } => hypervisor.start_vm(&vm).await,
         Command::StopVm { vm_id, force, .. } => hypervisor.stop_vm(vm_id, force).await,
         Command::DestroyVm { vm_id, .. } => hypervisor.destroy_vm(vm_id).await,
+        Command::PrepareMigration { vm } => hypervisor.prepare_incoming(&vm).await,
+        Command::MigrateOut { vm_id, target_address, .. } => hypervisor.migrate_out(vm_id, &target_address).await,
+        Command::FinishMigration { vm_id, .. } => hypervisor.finish_incoming(vm_id).await,
     };
     match result {
         Ok(()) => CommandOutcome::Done,

@@ -46,6 +46,10 @@ pub struct HostRegistration {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AgentVmState {
+    /// Prepared to receive a migrating VM; paused, writing nothing.
+    Incoming,
+    /// Being handed over to another host.
+    MigratingOut,
     Starting,
     Running,
     Stopping,
@@ -122,6 +126,22 @@ pub enum Command {
     },
     /// Forget a stopped VM (undefine it); its disks are the storage's business.
     DestroyVm {
+        vm_id: VmId,
+        generation: i64,
+    },
+    /// Live migration, step 1 (destination): reserve room and wait, paused, for the VM.
+    PrepareMigration {
+        vm: VmSpec,
+    },
+    /// Step 2 (source): hand the running VM over to the destination; done once it no longer runs here.
+    MigrateOut {
+        vm_id: VmId,
+        generation: i64,
+        /// The destination host's address (a real hypervisor connects to it).
+        target_address: String,
+    },
+    /// Step 3 (destination): resume the VM that arrived.
+    FinishMigration {
         vm_id: VmId,
         generation: i64,
     },

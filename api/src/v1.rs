@@ -129,6 +129,29 @@ pub struct Host {
     pub storage_pool_ids: Vec<StoragePoolId>,
     pub vm_count: u32,
     pub running_vm_count: u32,
+    /// While entering maintenance (and after, until cancelled): how moving its VMs away goes.
+    #[serde(default)]
+    pub maintenance: Option<MaintenanceProgress>,
+}
+
+/// Moving a host's running VMs away before maintenance.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceProgress {
+    /// Running VMs to move when maintenance began.
+    pub total: u32,
+    pub moved: u32,
+    /// The VM being moved now.
+    pub current: Option<String>,
+    /// VMs that could not be moved, with why.
+    pub failed: Vec<String>,
+    /// Every VM has been dealt with (moved or failed).
+    pub finished: bool,
+}
+
+/// Move a running VM to another host of its cluster (live; shared storage only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateVmRequest {
+    pub host_id: HostId,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -94,6 +94,7 @@ impl Server {
                 ..RuntimeSettings::default()
             }),
             login_throttle: Arc::default(),
+            migrations: Arc::default(),
         };
         Ok(Server {
             state,

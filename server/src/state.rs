@@ -16,6 +16,9 @@ pub struct AppState {
     pub keys: Arc<SessionKeys>,
     pub settings: Arc<RuntimeSettings>,
     pub login_throttle: Arc<LoginThrottle>,
+    /// VMs being live-migrated by this server right now: agents' reports about them are in flux
+    /// and are not applied until the hand-over is done.
+    pub migrations: Arc<std::sync::Mutex<std::collections::HashSet<api::VmId>>>,
 }
 
 /// Settings the running server consults (as opposed to start-up configuration).

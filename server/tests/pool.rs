@@ -457,3 +457,126 @@ async fn a_graceful_stop_of_a_hung_guest_is_forced_after_the_timeout() {
     assert!(asked.elapsed() >= Duration::from_millis(900), "the force must wait for the graceful timeout");
     context.stop().await;
 }
+
+impl TestContext {
+    async fn send_json(&self, method: reqwest::Method, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header(api::v1::CSRF_HEADER, "1")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// How many simulated hypervisors report the VM running right now.
+    fn running_copies(&self, vm: api::VmId) -> usize {
+        self.pool
+            .hosts
+            .iter()
+            .filter(|host| host.hypervisor.list_vms_now().iter().any(|(id, state)| *id == vm && *state == "running"))
+            .count()
+    }
+
+    async fn host_named(&self, name: &str) -> Host {
+        self.hosts().await.into_iter().find(|host| host.name == name).unwrap()
+    }
+
+    async fn running_vm_on(&self, host: &str, name: &str) -> Vm {
+        let vm = self.vm_on(host, name).await;
+        assert_eq!(self.post(&format!("/api/v1/vms/{}/start", vm.id), None).await.status(), 202);
+        eventually("the VM runs", 10, || async { (self.vm(vm.id).await.state == VmState::Running).then_some(()) })
+            .await;
+        self.vm(vm.id).await
+    }
+}
+
+#[tokio::test]
+async fn live_migration_moves_a_vm_without_ever_running_it_twice() {
+    let context = TestContext::start(2).await;
+    let vm = context.running_vm_on("kvm-a1", "mover").await;
+    let target = context.host_named("kvm-a2").await;
+
+    let path = format!("/api/v1/vms/{}/migrate", vm.id);
+    let response = context.send_json(reqwest::Method::POST, &path, serde_json::json!({"host_id": vm.host_id})).await;
+    assert_eq!(response.status(), 400, "migrating to its own host is refused");
+    let response = context.send_json(reqwest::Method::POST, &path, serde_json::json!({"host_id": target.id})).await;
+    assert_eq!(response.status(), 202);
+    let moved = eventually("the VM runs on kvm-a2", 15, || async {
+        assert!(context.running_copies(vm.id) <= 1, "the VM ran on two hosts at once");
+        let now = context.vm(vm.id).await;
+        (now.state == VmState::Running && now.host_id == Some(target.id)).then_some(now)
+    })
+    .await;
+    assert_eq!(moved.generation, vm.generation + 1, "a placement change bumps the generation");
+    assert_eq!(context.running_copies(vm.id), 1);
+    let a2 = &context.pool.host("kvm-a2").unwrap().hypervisor;
+    assert!(a2.list_vms_now().iter().any(|(id, state)| *id == vm.id && *state == "running"));
+    let a1 = &context.pool.host("kvm-a1").unwrap().hypervisor;
+    assert!(a1.list_vms_now().iter().all(|(id, _)| *id != vm.id), "the source forgot the VM");
+    context.stop().await;
+}
+
+#[tokio::test]
+async fn maintenance_moves_running_vms_away_and_keeps_new_ones_off() {
+    let context = TestContext::start(3).await;
+    let first = context.running_vm_on("kvm-a1", "m-one").await;
+    let second = context.running_vm_on("kvm-a1", "m-two").await;
+    let host = context.host_named("kvm-a1").await;
+
+    let response = context.post(&format!("/api/v1/hosts/{}/maintenance", host.id), None).await;
+    assert_eq!(response.status(), 202);
+    let done = eventually("maintenance finished", 30, || async {
+        for vm in [first.id, second.id] {
+            assert!(context.running_copies(vm) <= 1, "a VM ran on two hosts at once");
+        }
+        let host = context.host_named("kvm-a1").await;
+        host.maintenance.as_ref().is_some_and(|progress| progress.finished).then_some(host)
+    })
+    .await;
+    let progress = done.maintenance.unwrap();
+    assert_eq!((progress.total, progress.moved, progress.failed.len()), (2, 2, 0));
+    assert_eq!(done.allocation, api::v1::HostAllocation::Maintenance);
+    for vm in [first.id, second.id] {
+        let vm = context.vm(vm).await;
+        assert_eq!(vm.state, VmState::Running);
+        assert_ne!(vm.host_id, Some(host.id));
+    }
+
+    // New VMs never land on a host in maintenance; explicitly asking for it is refused.
+    let offerings = context.state.db.offering_list().await.unwrap();
+    let storage = context.state.db.storage_pool_list().await.unwrap()[0].id;
+    let body = |name: &str, host: Option<api::HostId>| {
+        serde_json::json!({"name": name, "offering_id": offerings[0].id, "template_id": server::db::default_template_id(),
+            "storage_pool_id": storage, "host_id": host, "start": false})
+    };
+    let response = context.send_json(reqwest::Method::POST, "/api/v1/vms", body("pinned", Some(host.id))).await;
+    assert_eq!(response.status(), 409);
+    for index in 0..4 {
+        let response =
+            context.send_json(reqwest::Method::POST, "/api/v1/vms", body(&format!("auto-{index}"), None)).await;
+        let deployed: api::v1::VmDeployed = response.json().await.unwrap();
+        assert_ne!(deployed.vm.host_id, Some(host.id));
+    }
+
+    let response = context.post(&format!("/api/v1/hosts/{}/cancel-maintenance", host.id), None).await;
+    assert_eq!(response.status(), 200);
+    let back = context.host_named("kvm-a1").await;
+    assert_eq!((back.allocation, back.maintenance), (api::v1::HostAllocation::Enabled, None));
+    context.stop().await;
+}
+
+#[tokio::test]
+async fn maintenance_is_refused_when_a_vm_has_nowhere_to_go() {
+    let context = TestContext::start(1).await;
+    let vm = context.running_vm_on("kvm-a1", "stuck").await;
+    let host = context.host_named("kvm-a1").await;
+    let response = context.post(&format!("/api/v1/hosts/{}/maintenance", host.id), None).await;
+    assert_eq!(response.status(), 409);
+    let error: api::v1::ApiError = response.json().await.unwrap();
+    assert!(error.message.contains("stuck") && error.message.contains("nowhere to go"), "{}", error.message);
+    let unchanged = context.host_named("kvm-a1").await;
+    assert_eq!((unchanged.allocation, unchanged.maintenance), (api::v1::HostAllocation::Enabled, None));
+    assert_eq!(context.vm(vm.id).await.state, VmState::Running);
+    context.stop().await;
+}

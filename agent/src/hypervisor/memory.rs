@@ -11,6 +11,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
+pub fn state_name(state: AgentVmState) -> &'static str {
+    match state {
+        AgentVmState::Incoming => "incoming",
+        AgentVmState::MigratingOut => "migrating out",
+        AgentVmState::Starting => "starting",
+        AgentVmState::Running => "running",
+        AgentVmState::Stopping => "stopping",
+        AgentVmState::Stopped => "stopped",
+        AgentVmState::Crashed => "crashed",
+    }
+}
+
 #[derive(Clone, Debug)]
 struct MemoryVm {
     spec: VmSpec,
@@ -89,17 +101,37 @@ impl MemoryHypervisor {
             .unwrap()
             .vms
             .values()
-            .map(|vm| {
-                let state = match vm.state {
-                    AgentVmState::Starting => "starting",
-                    AgentVmState::Running => "running",
-                    AgentVmState::Stopping => "stopping",
-                    AgentVmState::Stopped => "stopped",
-                    AgentVmState::Crashed => "crashed",
-                };
-                (vm.spec.vm_id, state)
-            })
+            .map(|vm| (vm.spec.vm_id, state_name(vm.state)))
             .collect()
+    }
+
+    /// Define the VM in `state` if the host has room for it; answers the transition number.
+    fn define(&self, spec: &VmSpec, state: AgentVmState) -> Result<u64, HypervisorError> {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(existing) = inner.vms.get(&spec.vm_id)
+            && !matches!(existing.state, AgentVmState::Stopped | AgentVmState::Crashed)
+        {
+            return Err(HypervisorError::WrongState(spec.vm_id, state_name(existing.state)));
+        }
+        inner.vms.remove(&spec.vm_id);
+        let (memory_used, mhz_used) = Self::in_use(&inner);
+        let memory_free = self.capacity.memory_mb.saturating_sub(memory_used);
+        if spec.memory_mb > memory_free {
+            return Err(HypervisorError::InsufficientCapacity {
+                resource: "memory (MB)",
+                needed: spec.memory_mb,
+                free: memory_free,
+            });
+        }
+        let mhz_needed = u64::from(spec.cpu_mhz) * u64::from(spec.cpu_cores);
+        let mhz_free = u64::from(self.capacity.cpu_mhz).saturating_sub(mhz_used);
+        if mhz_needed > mhz_free {
+            return Err(HypervisorError::InsufficientCapacity { resource: "CPU (MHz)", needed: mhz_needed, free: mhz_free });
+        }
+        inner.next_transition += 1;
+        let transition = inner.next_transition;
+        inner.vms.insert(spec.vm_id, MemoryVm { spec: spec.clone(), state, transition, hung: false });
+        Ok(transition)
     }
 
     /// What the VMs that are not stopped take.
@@ -134,44 +166,45 @@ impl MemoryHypervisor {
 #[async_trait]
 impl Hypervisor for MemoryHypervisor {
     async fn start_vm(&self, spec: &VmSpec) -> Result<(), HypervisorError> {
-        let transition = {
-            let mut inner = self.inner.lock().unwrap();
-            if let Some(existing) = inner.vms.get(&spec.vm_id) {
-                match existing.state {
-                    AgentVmState::Running => return Err(HypervisorError::WrongState(spec.vm_id, "running")),
-                    AgentVmState::Starting => return Err(HypervisorError::WrongState(spec.vm_id, "starting")),
-                    AgentVmState::Stopping => return Err(HypervisorError::WrongState(spec.vm_id, "stopping")),
-                    AgentVmState::Stopped | AgentVmState::Crashed => {}
-                }
-            }
-            let (memory_used, mhz_used) = Self::in_use(&inner);
-            let memory_free = self.capacity.memory_mb.saturating_sub(memory_used);
-            if spec.memory_mb > memory_free {
-                return Err(HypervisorError::InsufficientCapacity {
-                    resource: "memory (MB)",
-                    needed: spec.memory_mb,
-                    free: memory_free,
-                });
-            }
-            let mhz_needed = u64::from(spec.cpu_mhz) * u64::from(spec.cpu_cores);
-            let mhz_free = u64::from(self.capacity.cpu_mhz).saturating_sub(mhz_used);
-            if mhz_needed > mhz_free {
-                return Err(HypervisorError::InsufficientCapacity {
-                    resource: "CPU (MHz)",
-                    needed: mhz_needed,
-                    free: mhz_free,
-                });
-            }
-            inner.next_transition += 1;
-            let transition = inner.next_transition;
-            inner.vms.insert(
-                spec.vm_id,
-                MemoryVm { spec: spec.clone(), state: AgentVmState::Starting, transition, hung: false },
-            );
-            transition
-        };
+        let transition = self.define(spec, AgentVmState::Starting)?;
         self.notify();
         self.complete_later(spec.vm_id, transition, self.boot_delay, AgentVmState::Running);
+        Ok(())
+    }
+
+    async fn prepare_incoming(&self, spec: &VmSpec) -> Result<(), HypervisorError> {
+        self.define(spec, AgentVmState::Incoming)?;
+        self.notify();
+        Ok(())
+    }
+
+    async fn migrate_out(&self, vm: VmId, _target_address: &str) -> Result<(), HypervisorError> {
+        {
+            let mut inner = self.inner.lock().unwrap();
+            let entry = inner.vms.get_mut(&vm).ok_or(HypervisorError::UnknownVm(vm))?;
+            if entry.state != AgentVmState::Running {
+                return Err(HypervisorError::WrongState(vm, state_name(entry.state)));
+            }
+            entry.state = AgentVmState::MigratingOut;
+        }
+        self.notify();
+        // Copying memory to the destination takes a moment; then the VM is gone from here.
+        tokio::time::sleep(self.shutdown_delay).await;
+        self.inner.lock().unwrap().vms.remove(&vm);
+        self.notify();
+        Ok(())
+    }
+
+    async fn finish_incoming(&self, vm: VmId) -> Result<(), HypervisorError> {
+        {
+            let mut inner = self.inner.lock().unwrap();
+            let entry = inner.vms.get_mut(&vm).ok_or(HypervisorError::UnknownVm(vm))?;
+            if entry.state != AgentVmState::Incoming {
+                return Err(HypervisorError::WrongState(vm, state_name(entry.state)));
+            }
+            entry.state = AgentVmState::Running;
+        }
+        self.notify();
         Ok(())
     }
 
@@ -198,12 +231,13 @@ impl Hypervisor for MemoryHypervisor {
     async fn destroy_vm(&self, vm: VmId) -> Result<(), HypervisorError> {
         let removed = {
             let mut inner = self.inner.lock().unwrap();
+            // An incoming VM that never got resumed is discarded the same way (migration aborted).
             match inner.vms.get(&vm).map(|entry| entry.state) {
                 None => false,
-                Some(AgentVmState::Stopped | AgentVmState::Crashed) => inner.vms.remove(&vm).is_some(),
-                Some(AgentVmState::Running) => return Err(HypervisorError::WrongState(vm, "running")),
-                Some(AgentVmState::Starting) => return Err(HypervisorError::WrongState(vm, "starting")),
-                Some(AgentVmState::Stopping) => return Err(HypervisorError::WrongState(vm, "stopping")),
+                Some(AgentVmState::Stopped | AgentVmState::Crashed | AgentVmState::Incoming) => {
+                    inner.vms.remove(&vm).is_some()
+                }
+                Some(other) => return Err(HypervisorError::WrongState(vm, state_name(other))),
             }
         };
         if removed {
@@ -235,6 +269,38 @@ impl Hypervisor for MemoryHypervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn migration_hands_over_without_two_running_copies() {
+        let source = hypervisor();
+        let target = hypervisor();
+        let vm = spec(1024);
+        source.start_vm(&vm).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        target.prepare_incoming(&VmSpec { generation: 2, ..vm.clone() }).await.unwrap();
+        assert_eq!(state_of(&target, vm.vm_id).await, Some(AgentVmState::Incoming));
+        let running = |h: &MemoryHypervisor| h.list_vms_now().iter().filter(|(_, s)| *s == "running").count();
+        assert_eq!(running(&source) + running(&target), 1);
+        source.migrate_out(vm.vm_id, "127.0.1.2").await.unwrap();
+        assert_eq!(state_of(&source, vm.vm_id).await, None, "the source forgets the VM once handed over");
+        assert_eq!(running(&target), 0, "the destination waits, paused, for the finish");
+        target.finish_incoming(vm.vm_id).await.unwrap();
+        assert_eq!(state_of(&target, vm.vm_id).await, Some(AgentVmState::Running));
+        assert!(source.migrate_out(vm.vm_id, "x").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_incoming_vm_needs_room_and_can_be_discarded() {
+        let target = hypervisor();
+        assert!(matches!(
+            target.prepare_incoming(&spec(8192)).await,
+            Err(HypervisorError::InsufficientCapacity { .. })
+        ));
+        let vm = spec(1024);
+        target.prepare_incoming(&vm).await.unwrap();
+        target.destroy_vm(vm.vm_id).await.unwrap();
+        assert!(target.list_vms().await.is_empty());
+    }
 
     fn spec(memory_mb: u64) -> VmSpec {
         VmSpec {

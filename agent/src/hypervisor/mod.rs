@@ -27,6 +27,12 @@ pub trait Hypervisor: Send + Sync {
     async fn stop_vm(&self, vm: VmId, force: bool) -> Result<(), HypervisorError>;
     /// Undefine a stopped VM. Destroying a VM that is not defined succeeds (it is already gone).
     async fn destroy_vm(&self, vm: VmId) -> Result<(), HypervisorError>;
+    /// Live migration, destination side: reserve room for the VM and hold it paused.
+    async fn prepare_incoming(&self, spec: &VmSpec) -> Result<(), HypervisorError>;
+    /// Live migration, source side: hand the running VM over; returns once it no longer runs here.
+    async fn migrate_out(&self, vm: VmId, target_address: &str) -> Result<(), HypervisorError>;
+    /// Live migration, destination side: resume the VM that arrived.
+    async fn finish_incoming(&self, vm: VmId) -> Result<(), HypervisorError>;
     /// Every VM the hypervisor knows, with its state.
     async fn list_vms(&self) -> Vec<VmReport>;
     /// Ticks whenever any VM changes state, so the agent can send a fresh inventory.

@@ -90,3 +90,127 @@ pub async fn remove(state: &AppState, id: HostId) -> Result<(), AppError> {
     state.events.publish(api::v1::Event::InventoryChanged);
     Ok(())
 }
+
+/// The host a running VM would move to now, or why it cannot move.
+async fn destination(state: &AppState, vm: &api::v1::Vm, hosts: &[api::v1::Host]) -> Result<HostId, String> {
+    let pool = state.db.storage_pool_fetch(vm.storage_pool_id).await.map_err(|error| error.to_string())?;
+    if pool.is_none_or(|pool| pool.scope != api::v1::StorageScope::Cluster) {
+        return Err(format!("{}: its disks are on local storage", vm.name));
+    }
+    let tags = state
+        .db
+        .offering_fetch(vm.offering_id)
+        .await
+        .ok()
+        .flatten()
+        .map(|offering| offering.host_tags)
+        .unwrap_or_default();
+    let cluster = vm.cluster_id.ok_or_else(|| format!("{}: its host has no cluster", vm.name))?;
+    let demand = super::placement::Demand { cluster, resources: vm.resources, host_tags: &tags };
+    super::placement::choose_host(hosts, &demand).map_err(|reason| format!("{}: {reason}", vm.name))
+}
+
+/// Put a host into maintenance: no new VMs go there, and its running VMs move live to other hosts
+/// of the cluster, one at a time, with progress on the host. Refused, with nothing changed, when a
+/// VM could not go anywhere or is in the middle of something.
+pub async fn enter_maintenance(state: &AppState, id: HostId) -> Result<api::v1::Host, AppError> {
+    use api::v1::{HostAllocation, MaintenanceProgress, VmState};
+    let mut hosts = state.db.host_list().await?;
+    let host = hosts
+        .iter()
+        .find(|host| host.id == id)
+        .cloned()
+        .ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))?;
+    if host.allocation == HostAllocation::Maintenance {
+        return Err(AppError::Conflict(format!("{} is already in maintenance", host.name)));
+    }
+    let vms = state.db.vm_list_by_host(id).await?;
+    if let Some(busy) =
+        vms.iter().find(|vm| matches!(vm.state, VmState::Starting | VmState::Stopping | VmState::Migrating))
+    {
+        return Err(AppError::Conflict(format!(
+            "VM {:?} is {}; wait until it settles",
+            busy.name,
+            busy.state.as_str()
+        )));
+    }
+    let mut running: Vec<_> =
+        vms.iter().filter(|vm| matches!(vm.state, VmState::Running | VmState::Unknown)).cloned().collect();
+    if !running.is_empty() && host.connection != api::v1::AgentConnection::Connected {
+        return Err(AppError::Conflict(format!("{}'s agent is not connected, so its VMs cannot be moved", host.name)));
+    }
+    // Plan every move before changing anything, biggest VMs first, counting each planned move.
+    running.sort_by_key(|vm| std::cmp::Reverse(vm.resources.memory_mb));
+    hosts.retain(|other| other.id != id);
+    let mut refusals = Vec::new();
+    for vm in &running {
+        match destination(state, vm, &hosts).await {
+            Ok(target) => {
+                if let Some(target) = hosts.iter_mut().find(|host| host.id == target) {
+                    target.allocated.memory_mb += vm.resources.memory_mb;
+                    target.allocated.cpu_mhz += vm.resources.cpu_mhz;
+                }
+            }
+            Err(reason) => refusals.push(reason),
+        }
+    }
+    if !refusals.is_empty() {
+        return Err(AppError::Conflict(format!(
+            "{} cannot enter maintenance; these VMs have nowhere to go: {}",
+            host.name,
+            refusals.join("; ")
+        )));
+    }
+    state.db.host_update(id, Some(HostAllocation::Maintenance), None).await?;
+    let progress =
+        MaintenanceProgress { total: running.len() as u32, finished: running.is_empty(), ..Default::default() };
+    state.db.host_set_maintenance(id, Some(&progress)).await?;
+    state.events.publish_host(&state.db, id).await;
+    let task_state = state.clone();
+    tokio::spawn(async move { move_away(&task_state, id, running, progress).await });
+    state.db.host_fetch(id).await?.ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))
+}
+
+async fn move_away(state: &AppState, id: HostId, vms: Vec<api::v1::Vm>, mut progress: api::v1::MaintenanceProgress) {
+    for vm in vms {
+        // Cancelled meanwhile: leave the rest where they are.
+        match state.db.host_fetch(id).await {
+            Ok(Some(host)) if host.allocation == api::v1::HostAllocation::Maintenance => {}
+            _ => return,
+        }
+        progress.current = Some(vm.name.clone());
+        let _ = state.db.host_set_maintenance(id, Some(&progress)).await;
+        state.events.publish_host(&state.db, id).await;
+        let hosts = state.db.host_list().await.unwrap_or_default();
+        let result = match destination(state, &vm, &hosts).await {
+            Ok(target) => super::vms::migrate_and_wait(state, vm.id, target)
+                .await
+                .map_err(|reason| format!("{}: {reason}", vm.name)),
+            Err(reason) => Err(reason),
+        };
+        match result {
+            Ok(()) => progress.moved += 1,
+            Err(reason) => {
+                tracing::warn!(host = %id, "maintenance could not move a VM: {reason}");
+                progress.failed.push(reason);
+            }
+        }
+    }
+    progress.current = None;
+    progress.finished = true;
+    let _ = state.db.host_set_maintenance(id, Some(&progress)).await;
+    state.events.publish_host(&state.db, id).await;
+}
+
+/// Leave maintenance: the host takes new VMs again. VMs already moved stay where they are.
+pub async fn cancel_maintenance(state: &AppState, id: HostId) -> Result<api::v1::Host, AppError> {
+    let host = state.db.host_fetch(id).await?.ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))?;
+    if host.allocation != api::v1::HostAllocation::Maintenance {
+        return Err(AppError::Conflict(format!("{} is not in maintenance", host.name)));
+    }
+    state.db.host_update(id, Some(api::v1::HostAllocation::Enabled), None).await?;
+    state.db.host_set_maintenance(id, None).await?;
+    let host = state.db.host_fetch(id).await?.ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))?;
+    state.events.publish(api::v1::Event::HostChanged { host: host.clone() });
+    Ok(host)
+}

@@ -88,6 +88,7 @@ mod tests {
             storage_pool_ids: vec![],
             vm_count: 0,
             running_vm_count: 0,
+            maintenance: None,
         }
     }
 

@@ -306,6 +306,7 @@ fn reported_state(state: AgentVmState) -> (VmState, Option<&'static str>) {
         AgentVmState::Stopping => (VmState::Stopping, None),
         AgentVmState::Stopped => (VmState::Stopped, None),
         AgentVmState::Crashed => (VmState::Error, Some("the VM crashed on its host")),
+        AgentVmState::Incoming | AgentVmState::MigratingOut => (VmState::Migrating, None),
     }
 }
 
@@ -314,7 +315,8 @@ fn reported_state(state: AgentVmState) -> (VmState, Option<&'static str>) {
 pub async fn apply_inventory(state: &AppState, host_id: HostId, reports: &[VmReport]) -> Result<(), AppError> {
     let by_id: HashMap<VmId, &VmReport> = reports.iter().map(|report| (report.vm_id, report)).collect();
     let placed = state.db.vm_list_by_host(host_id).await?;
-    for vm in &placed {
+    let migrating = state.migrations.lock().unwrap().clone();
+    for vm in placed.iter().filter(|vm| !migrating.contains(&vm.id)) {
         let (new_state, reason) = match by_id.get(&vm.id) {
             Some(report) => reported_state(report.state),
             None => (VmState::Stopped, None),
@@ -327,7 +329,7 @@ pub async fn apply_inventory(state: &AppState, host_id: HostId, reports: &[VmRep
             state.events.publish(Event::VmChanged { vm: updated });
         }
     }
-    for report in reports {
+    for report in reports.iter().filter(|report| !migrating.contains(&report.vm_id)) {
         if !placed.iter().any(|vm| vm.id == report.vm_id) {
             tracing::error!(%host_id, vm = %report.vm_id, name = %report.name,
                 "host reports a VM that is not placed on it");
@@ -335,6 +337,125 @@ pub async fn apply_inventory(state: &AppState, host_id: HostId, reports: &[VmRep
     }
     state.events.publish_host(&state.db, host_id).await;
     Ok(())
+}
+
+/// Start a live migration of a running VM to `target` (same cluster, shared storage, room there).
+/// Answers once checked; the hand-over runs in the background.
+pub async fn migrate(state: &AppState, id: VmId, target: HostId) -> Result<Vm, AppError> {
+    let (vm, source, spec) = check_migration(state, id, target).await?;
+    let vm_name = vm.name.clone();
+    let state_for_task = state.clone();
+    tokio::spawn(async move {
+        if let Err(reason) = hand_over(&state_for_task, id, source, target, spec).await {
+            tracing::warn!(vm = %vm_name, "migration failed: {reason}");
+        }
+    });
+    Ok(vm)
+}
+
+/// Everything that must hold before a migration starts; marks the VM migrating.
+async fn check_migration(state: &AppState, id: VmId, target: HostId) -> Result<(Vm, HostId, VmSpec), AppError> {
+    let vm = fetch(state, id).await?;
+    let source = host_of(&vm)?;
+    if vm.state != VmState::Running {
+        return Err(AppError::Conflict(format!(
+            "VM {:?} is {}; only a running VM can be migrated",
+            vm.name,
+            vm.state.as_str()
+        )));
+    }
+    if source == target {
+        return Err(AppError::bad_request("same-host", "host_id: the VM already runs on that host"));
+    }
+    let pool =
+        state.db.storage_pool_fetch(vm.storage_pool_id).await?.ok_or_else(|| {
+            AppError::Conflict(format!("VM {:?} names a primary storage that no longer exists", vm.name))
+        })?;
+    if pool.scope != api::v1::StorageScope::Cluster {
+        return Err(AppError::Conflict(format!("VM {:?} has its disks on local storage; it cannot move", vm.name)));
+    }
+    let hosts = state.db.host_list().await?;
+    let target_host = hosts
+        .iter()
+        .find(|host| host.id == target)
+        .ok_or_else(|| AppError::bad_request("unknown-reference", format!("host_id: no such id {target}")))?;
+    let cluster = vm.cluster_id.ok_or_else(|| AppError::Conflict("the VM's host has no cluster".into()))?;
+    let offering =
+        state.db.offering_fetch(vm.offering_id).await?.map(|offering| offering.host_tags).unwrap_or_default();
+    let demand = placement::Demand { cluster, resources: vm.resources, host_tags: &offering };
+    if let Some(reason) = placement::unfit_reason(target_host, &demand) {
+        return Err(AppError::Conflict(format!("cannot migrate to {}: {reason}", target_host.name)));
+    }
+    if !state.migrations.lock().unwrap().insert(id) {
+        return Err(AppError::Conflict(format!("VM {:?} is already being migrated", vm.name)));
+    }
+    let spec = VmSpec {
+        vm_id: vm.id,
+        name: vm.name.clone(),
+        generation: vm.generation + 1,
+        cpu_cores: vm.resources.cpu_cores,
+        cpu_mhz: vm.resources.cpu_mhz / vm.resources.cpu_cores.max(1),
+        memory_mb: vm.resources.memory_mb,
+        storage_url: pool.url,
+    };
+    let vm = match state.db.vm_set_state(id, VmState::Migrating, None).await {
+        Ok(Some(vm)) => vm,
+        Ok(None) => vm,
+        Err(error) => {
+            state.migrations.lock().unwrap().remove(&id);
+            return Err(error.into());
+        }
+    };
+    state.events.publish(Event::VmChanged { vm: vm.clone() });
+    Ok((vm, source, spec))
+}
+
+async fn run_command(state: &AppState, host: HostId, command: Command) -> Result<(), String> {
+    let (_, in_flight) = state.hub.send(host, command).map_err(|error| error.to_string())?;
+    match in_flight.outcome().await.map_err(|error| error.to_string())? {
+        CommandOutcome::Done => Ok(()),
+        CommandOutcome::Failed { reason } | CommandOutcome::Refused { reason } => Err(reason),
+    }
+}
+
+/// The three-step hand-over: the destination prepares (paused), the source hands over and forgets
+/// the VM, the record moves, the destination resumes. At no moment do two copies run. On failure
+/// the VM stays (or ends) where it really runs, with the reason shown.
+async fn hand_over(state: &AppState, id: VmId, source: HostId, target: HostId, spec: VmSpec) -> Result<(), String> {
+    let generation = spec.generation;
+    let target_address = state.db.host_fetch(target).await.ok().flatten().map(|host| host.address).unwrap_or_default();
+    let outcome = async {
+        run_command(state, target, Command::PrepareMigration { vm: spec })
+            .await
+            .map_err(|reason| (VmState::Running, format!("migration refused by the destination: {reason}")))?;
+        let out = Command::MigrateOut { vm_id: id, generation: generation - 1, target_address };
+        if let Err(reason) = run_command(state, source, out).await {
+            let _ = run_command(state, target, Command::DestroyVm { vm_id: id, generation }).await;
+            return Err((VmState::Running, format!("migration failed at the source: {reason}")));
+        }
+        state.db.vm_move(id, target, generation).await.map_err(|error| (VmState::Error, error.to_string()))?;
+        run_command(state, target, Command::FinishMigration { vm_id: id, generation })
+            .await
+            .map_err(|reason| (VmState::Error, format!("the VM arrived but did not resume: {reason}")))
+    }
+    .await;
+    let (final_state, reason) = match &outcome {
+        Ok(()) => (VmState::Running, None),
+        Err((state, reason)) => (*state, Some(reason.clone())),
+    };
+    state.migrations.lock().unwrap().remove(&id);
+    if let Ok(Some(vm)) = state.db.vm_set_state(id, final_state, reason.as_deref()).await {
+        state.events.publish(Event::VmChanged { vm });
+    }
+    state.events.publish_host(&state.db, source).await;
+    state.events.publish_host(&state.db, target).await;
+    outcome.map_err(|(_, reason)| reason)
+}
+
+/// Migrate and wait for the hand-over to finish (maintenance moves VMs one at a time).
+pub async fn migrate_and_wait(state: &AppState, id: VmId, target: HostId) -> Result<(), String> {
+    let (_, source, spec) = check_migration(state, id, target).await.map_err(|error| error.to_string())?;
+    hand_over(state, id, source, target, spec).await
 }
 
 #[cfg(test)]

@@ -143,7 +143,7 @@ const VM_SELECT: &str = "SELECT v.id, v.name, v.zone_id, v.host_id, v.offering_i
     LEFT JOIN hosts h ON h.id = v.host_id";
 
 const HOST_SELECT: &str = "SELECT id, zone_id, cluster_id, name, address, hypervisor, allocation, connected,
-        last_heartbeat_at, cpu_cores, cpu_mhz, memory_mb, tags FROM hosts";
+        last_heartbeat_at, cpu_cores, cpu_mhz, memory_mb, tags, maintenance FROM hosts";
 
 impl Db {
     pub async fn zone_insert(&self, name: &str, join_token_hash: &str) -> DbResult<Zone> {
@@ -465,6 +465,11 @@ impl Db {
                 storage_pool_ids,
                 vm_count,
                 running_vm_count,
+                maintenance: row
+                    .try_get::<Option<String>, _>("maintenance")?
+                    .map(|text| serde_json::from_str(&text))
+                    .transpose()
+                    .map_err(|_| DbError::Corrupt("hosts.maintenance is not valid progress JSON".into()))?,
             });
         }
         Ok(hosts)
@@ -732,4 +737,29 @@ async fn vms_referencing(
     let sql = format!("SELECT COUNT(*) AS n FROM vms WHERE {column} = $1");
     let row = sqlx::query(&sql).bind(id).fetch_one(&mut **tx).await?;
     Ok(row.try_get("n")?)
+}
+
+impl Db {
+    /// Record a completed hand-over: the VM now lives on `host` with the next generation.
+    pub async fn vm_move(&self, id: VmId, host: HostId, generation: i64) -> DbResult<()> {
+        sqlx::query("UPDATE vms SET host_id = $1, generation = $2, updated_at = $3 WHERE id = $4")
+            .bind(host.to_string())
+            .bind(generation)
+            .bind(now_ms())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Set (or, with `None`, clear) a host's maintenance progress.
+    pub async fn host_set_maintenance(&self, id: HostId, progress: Option<&MaintenanceProgress>) -> DbResult<()> {
+        let text = progress.map(|progress| serde_json::to_string(progress).unwrap_or_default());
+        sqlx::query("UPDATE hosts SET maintenance = $1 WHERE id = $2")
+            .bind(text)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

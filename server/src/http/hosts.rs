@@ -27,3 +27,19 @@ pub async fn remove(
     hosts::remove(&state, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+pub async fn enter_maintenance(
+    _: Auth<ManagePool>,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<HostId>,
+) -> Result<(StatusCode, Json<Host>), AppError> {
+    Ok((StatusCode::ACCEPTED, Json(hosts::enter_maintenance(&state, id).await?)))
+}
+
+pub async fn cancel_maintenance(
+    _: Auth<ManagePool>,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<HostId>,
+) -> Result<Json<Host>, AppError> {
+    Ok(Json(hosts::cancel_maintenance(&state, id).await?))
+}

@@ -26,6 +26,7 @@ async fn test_state() -> (AppState, tempfile::TempDir) {
         keys: Arc::new(SessionKeys::from_secret(&[1u8; 32], chrono::Duration::minutes(15))),
         settings: Arc::new(RuntimeSettings::default()),
         login_throttle: Arc::default(),
+        migrations: Arc::default(),
     };
     (state, dir)
 }
@@ -218,6 +219,9 @@ const MATRIX: &[(&str, [u16; 5], &str)] = &[
     ("PATCH /hosts/{id}", [401, 403, 403, 200, 200], r#"{"tags":["ssd"]}"#),
     // The host still has a VM placed on it.
     ("DELETE /hosts/{id}", [401, 403, 403, 409, 409], ""),
+    // No VM runs on the host, so maintenance begins at once; then it is already in maintenance.
+    ("POST /hosts/{id}/maintenance", [401, 403, 403, 202, 409], ""),
+    ("POST /hosts/{id}/cancel-maintenance", [401, 403, 403, 200, 409], ""),
     ("GET /vms", [401, 200, 200, 200, 200], ""),
     // The only host's agent is not connected, so placement finds no host.
     (
@@ -229,6 +233,8 @@ const MATRIX: &[(&str, [u16; 5], &str)] = &[
     // The host's agent must confirm the VM is gone and is not connected.
     ("DELETE /vms/{id}", [401, 403, 503, 503, 503], ""),
     ("POST /vms/{id}/restart", [401, 403, 409, 409, 409], ""),
+    // The VM is not running.
+    ("POST /vms/{id}/migrate", [401, 403, 403, 409, 409], r#"{"host_id":"{host}"}"#),
     ("PATCH /vms/{id}/ha", [401, 403, 403, 200, 200], r#"{"start_order":2}"#),
     // The VM's host has no agent connected: allowed roles get 503, not a hang.
     ("POST /vms/{id}/start", [401, 403, 503, 503, 503], ""),
@@ -315,11 +321,14 @@ async fn role_by_route_matrix() {
             .iter()
             .find(|(entry, _, _)| *entry == key)
             .unwrap_or_else(|| panic!("route {key} has no entry in the role x route matrix"));
-        let id = match *path {
-            "/hosts/{id}" => fixture.host.to_string(),
-            "/users/{id}" | "/users/{id}/password" => target.id.to_string(),
-            "/offerings/{id}" => fixture.offering.to_string(),
-            _ => fixture.vm.to_string(),
+        let id = if path.starts_with("/hosts/") {
+            fixture.host.to_string()
+        } else if path.starts_with("/users/") {
+            target.id.to_string()
+        } else if path.starts_with("/offerings/") {
+            fixture.offering.to_string()
+        } else {
+            fixture.vm.to_string()
         };
         let concrete = format!("/api/v1{}", path.replace("{id}", &id));
         for (index, role) in ROLES.iter().enumerate() {
@@ -335,6 +344,7 @@ async fn role_by_route_matrix() {
             let body = body
                 .replace("{role}", role.map(|role| role.as_str()).unwrap_or("anonymous"))
                 .replace("{offering}", &fixture.offering.to_string())
+                .replace("{host}", &fixture.host.to_string())
                 .replace("{storage}", &fixture.storage.to_string())
                 .replace("{template}", &crate::db::default_template_id().to_string());
             let json = (!body.is_empty()).then(|| serde_json::from_str(&body).unwrap());

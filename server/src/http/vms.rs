@@ -5,7 +5,7 @@ use crate::app::permission::{ManageHa, ManagePool, OperateVms, Permission};
 use crate::app::{AppError, vms};
 use crate::state::AppState;
 use api::VmId;
-use api::v1::{DeployVmRequest, UpdateVmHaRequest, Vm, VmActionAccepted, VmDeployed};
+use api::v1::{DeployVmRequest, MigrateVmRequest, UpdateVmHaRequest, Vm, VmActionAccepted, VmDeployed};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -83,4 +83,17 @@ pub async fn update_ha(
     ApiJson(request): ApiJson<UpdateVmHaRequest>,
 ) -> Result<Json<Vm>, AppError> {
     Ok(Json(vms::update_ha(&state, id, request).await?))
+}
+
+/// Live-migrate a running VM to another host of its cluster (pool operators and up). Answers once the
+/// move has begun (the VM shows `migrating`); its end arrives as events.
+pub async fn migrate(
+    auth: Auth<ManagePool>,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<VmId>,
+    ApiJson(request): ApiJson<MigrateVmRequest>,
+) -> Result<(StatusCode, Json<Vm>), AppError> {
+    let vm = vms::migrate(&state, id, request.host_id).await?;
+    tracing::info!(user = %auth.user.username, vm = %vm.name, "VM migration started");
+    Ok((StatusCode::ACCEPTED, Json(vm)))
 }
