@@ -13,6 +13,8 @@ use std::time::Duration;
 enum Backend {
     /// In-memory VMs (testing, simulation).
     Memory,
+    /// libvirt (KVM hosts); needs the binary built with the `libvirt` feature.
+    Libvirt,
 }
 
 #[derive(Parser)]
@@ -48,6 +50,48 @@ struct Args {
     /// Hypervisor backend.
     #[arg(long, value_enum, default_value = "memory")]
     backend: Backend,
+    /// libvirt connection URI (with --backend libvirt).
+    #[arg(long, default_value = "qemu:///system")]
+    libvirt_uri: String,
+    /// libvirt domain type (kvm on real hosts; test with the test driver).
+    #[arg(long, default_value = "kvm")]
+    libvirt_domain_type: String,
+    /// Where a primary storage URL is mounted here, as URL=PATH (repeatable; with --backend libvirt).
+    #[arg(long = "mount-path", value_name = "URL=PATH")]
+    mount_paths: Vec<String>,
+}
+
+/// The hypervisor behind the chosen backend.
+async fn hypervisor(args: &Args, capacity: Resources) -> anyhow::Result<(Arc<dyn agent::Hypervisor>, HypervisorKind)> {
+    match args.backend {
+        Backend::Memory => Ok((
+            Arc::new(MemoryHypervisor::new(capacity, Duration::from_secs(2), Duration::from_secs(1))),
+            HypervisorKind::Sim,
+        )),
+        #[cfg(feature = "libvirt")]
+        Backend::Libvirt => {
+            let mut storage_mounts = Vec::new();
+            for text in &args.mount_paths {
+                let (url, path) =
+                    text.rsplit_once('=').ok_or_else(|| anyhow::anyhow!("--mount-path {text:?}: expected URL=PATH"))?;
+                storage_mounts.push((url.to_owned(), std::path::PathBuf::from(path)));
+            }
+            let config = agent::hypervisor::libvirt::LibvirtConfig {
+                uri: args.libvirt_uri.clone(),
+                domain_type: args.libvirt_domain_type.clone(),
+                storage_mounts,
+                poll_interval: Duration::from_secs(1),
+            };
+            let hypervisor = agent::hypervisor::libvirt::LibvirtHypervisor::connect(config)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot open libvirt at {}: {error}", args.libvirt_uri))?;
+            Ok((hypervisor, HypervisorKind::Kvm))
+        }
+        #[cfg(not(feature = "libvirt"))]
+        Backend::Libvirt => {
+            anyhow::bail!("this parapet-agent was built without libvirt; rebuild with `--features libvirt`")
+        }
+    }
 }
 
 fn machine_memory_mb() -> Option<u64> {
@@ -64,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let name = match args.name {
+    let name = match args.name.clone() {
         Some(name) => name,
         None => std::fs::read_to_string("/etc/hostname")
             .map(|text| text.trim().to_owned())
@@ -77,21 +121,17 @@ async fn main() -> anyhow::Result<()> {
         .or_else(machine_memory_mb)
         .ok_or_else(|| anyhow::anyhow!("--memory-mb not given and /proc/meminfo unreadable"))?;
     let capacity = Resources { cpu_cores, cpu_mhz: cpu_cores * args.core_mhz, memory_mb };
-    let hypervisor = match args.backend {
-        Backend::Memory => Arc::new(MemoryHypervisor::new(capacity, Duration::from_secs(2), Duration::from_secs(1))),
-    };
+    let (hypervisor, kind) = hypervisor(&args, capacity).await?;
     let config = AgentConfig {
-        server_url: args.server,
-        join_token: args.token,
+        server_url: args.server.clone(),
+        join_token: args.token.clone(),
         registration: HostRegistration {
             name,
-            address: args.address,
-            cluster: args.cluster,
-            hypervisor: match args.backend {
-                Backend::Memory => HypervisorKind::Sim,
-            },
+            address: args.address.clone(),
+            cluster: args.cluster.clone(),
+            hypervisor: kind,
             capacity,
-            mounted_storage: args.mounts,
+            mounted_storage: args.mounts.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         },
         backoff: Backoff::default(),

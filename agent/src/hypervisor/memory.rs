@@ -96,13 +96,7 @@ impl MemoryHypervisor {
 
     /// The VMs and their states right now, for tests and the simulator's `list`.
     pub fn list_vms_now(&self) -> Vec<(api::VmId, &'static str)> {
-        self.inner
-            .lock()
-            .unwrap()
-            .vms
-            .values()
-            .map(|vm| (vm.spec.vm_id, state_name(vm.state)))
-            .collect()
+        self.inner.lock().unwrap().vms.values().map(|vm| (vm.spec.vm_id, state_name(vm.state))).collect()
     }
 
     /// Define the VM in `state` if the host has room for it; answers the transition number.
@@ -126,7 +120,11 @@ impl MemoryHypervisor {
         let mhz_needed = u64::from(spec.cpu_mhz) * u64::from(spec.cpu_cores);
         let mhz_free = u64::from(self.capacity.cpu_mhz).saturating_sub(mhz_used);
         if mhz_needed > mhz_free {
-            return Err(HypervisorError::InsufficientCapacity { resource: "CPU (MHz)", needed: mhz_needed, free: mhz_free });
+            return Err(HypervisorError::InsufficientCapacity {
+                resource: "CPU (MHz)",
+                needed: mhz_needed,
+                free: mhz_free,
+            });
         }
         inner.next_transition += 1;
         let transition = inner.next_transition;

@@ -1,6 +1,8 @@
 //! The hypervisor backend behind one trait: the in-memory one (simulated hosts, tests) now, libvirt
 //! for real KVM hosts.
 
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod memory;
 
 use api::VmId;
@@ -16,6 +18,9 @@ pub enum HypervisorError {
     InsufficientCapacity { resource: &'static str, needed: u64, free: u64 },
     #[error("VM {0} is already {1}")]
     WrongState(VmId, &'static str),
+    /// The hypervisor itself refused or failed (its message, e.g. libvirt's).
+    #[error("hypervisor: {0}")]
+    Backend(String),
 }
 
 #[async_trait]
