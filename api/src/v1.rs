@@ -476,3 +476,114 @@ pub struct UpdateHostRequest {
     #[serde(default)]
     pub tags: Option<Vec<String>>,
 }
+
+/// A pool as the failover planner sees it (`parapet plan FILE.json`, `POST /api/v1/ha/plan/simulate`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanPool {
+    pub hosts: Vec<PlanHost>,
+    pub vms: Vec<PlanVm>,
+    /// How many host failures the operator wants to survive.
+    pub failure_limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanHost {
+    pub name: String,
+    pub memory_mb: u64,
+    pub cpu_mhz: u64,
+    /// A host that is down already counts as failed.
+    #[serde(default = "default_true")]
+    pub live: bool,
+    /// Carries the `ha.tag`: takes only VMs restarted by HA.
+    #[serde(default)]
+    pub ha_dedicated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanVm {
+    pub name: String,
+    pub memory_mb: u64,
+    pub cpu_mhz: u64,
+    /// The host it runs on; `null` when not running.
+    pub host: Option<String>,
+    pub priority: RestartPriority,
+    /// All its disks are on shared storage (otherwise it cannot restart elsewhere).
+    #[serde(default = "default_true")]
+    pub shared_storage: bool,
+}
+
+/// Where one VM goes after a set of failures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanPlacement {
+    pub vm: String,
+    /// The host it restarts on, or `null` when it does not restart.
+    pub host: Option<String>,
+    /// Why it does not restart (when `host` is null).
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanFailure {
+    /// The hosts that fail, in order.
+    pub failed: Vec<String>,
+    /// Every protected or best-effort VM of those hosts, and where it goes.
+    pub placements: Vec<PlanPlacement>,
+    /// All protected VMs found a host.
+    pub protected_all_restart: bool,
+}
+
+/// The planner's verdict on a pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanReport {
+    /// The largest k such that every set of k failing hosts, in any order, leaves room for every
+    /// protected VM; `null` when even now not every protected VM can run.
+    pub max_failure_capacity: Option<u32>,
+    pub failure_limit: u32,
+    /// min(limit, capacity): the failures the plan covers; 0 when there is no plan.
+    pub plan_exists_for: u32,
+    pub overcommitted: bool,
+    /// `exact`: no larger k holds (one failure order refutes k + 1, or every host was counted);
+    /// `bound`: k is proven (slot bound, then exhaustive search as far as affordable), a larger k may
+    /// hold; `trivial`: nothing to protect; `none`: no plan.
+    pub method: String,
+    /// Protected VMs with local disks: they are lost with their host, and not counted.
+    pub unprotectable: Vec<String>,
+    /// Why there is no plan at all (when capacity is null).
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/ha/plan/simulate`: a pool, and optionally a failure set or a VM start to judge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSimulateRequest {
+    pub pool: PlanPool,
+    /// Hosts that fail, in order: answers where each VM would go.
+    #[serde(default)]
+    pub fail: Option<Vec<String>>,
+    /// A VM to start (on `on`, or where placement puts it): answers whether it is admitted.
+    #[serde(default)]
+    pub admit_start: Option<String>,
+    #[serde(default)]
+    pub on: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanAdmission {
+    pub vm: String,
+    pub host: Option<String>,
+    pub admitted: bool,
+    pub capacity_before: Option<u32>,
+    pub capacity_after: Option<u32>,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSimulateResponse {
+    pub report: PlanReport,
+    /// Each single-host failure (when no failure set was asked for), or the asked one.
+    pub failures: Vec<PlanFailure>,
+    pub admission: Option<PlanAdmission>,
+}

@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod events;
+pub mod ha;
 pub mod http;
 pub mod state;
 

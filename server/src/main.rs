@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use server::config::{Config, LogFormat, ServerArgs};
 use server::{Server, demo, shutdown_signal};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,6 +22,23 @@ enum Command {
     Serve(ServerArgs),
     /// Run a server on a fresh data directory with a seeded pool of simulated hosts.
     Demo(DemoArgs),
+    /// Compute a pool's failover plan from a JSON description (see docs/plan-format.md); prints JSON.
+    Plan(PlanArgs),
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// The pool description (JSON).
+    file: PathBuf,
+    /// Hosts that fail, in order, comma-separated: print where each VM goes.
+    #[arg(long, value_delimiter = ',', value_name = "HOST,HOST")]
+    fail: Option<Vec<String>>,
+    /// A VM to start: print whether it is admitted and the capacity before and after.
+    #[arg(long, value_name = "VM")]
+    admit_start: Option<String>,
+    /// The host to start it on [default: where placement puts it].
+    #[arg(long, value_name = "HOST", requires = "admit_start")]
+    on: Option<String>,
 }
 
 #[derive(Args)]
@@ -68,6 +86,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Demo(args) => run_demo(args).await,
+            Command::Plan(args) => plan(args),
         }
     });
     match result {
@@ -161,4 +180,18 @@ async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
     serving.await??;
     drop(temporary);
     Ok(())
+}
+
+fn plan(args: PlanArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let pool: api::v1::PlanPool = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid pool description", args.file.display()))?;
+    let request = api::v1::PlanSimulateRequest { pool, fail: args.fail, admit_start: args.admit_start, on: args.on };
+    let response = server::ha::plan::simulate_request(&request, server::ha::plan::DEFAULT_SEARCH_BUDGET)?;
+    let text = serde_json::to_string_pretty(&response)?;
+    // A reader that stops early (`| head`) is not an error.
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
 }

@@ -10,6 +10,7 @@ mod health;
 mod hosts;
 mod inventory;
 mod offerings;
+mod plan;
 mod users;
 mod vms;
 
@@ -106,6 +107,7 @@ pub fn api_routes() -> RouteTable {
         .patch("/offerings/{id}", offerings::update)
         .delete("/offerings/{id}", offerings::delete)
         .get("/templates", inventory::templates)
+        .post("/ha/plan/simulate", plan::simulate)
         .get("/events", events::stream)
 }
 

@@ -251,6 +251,12 @@ const MATRIX: &[(&str, [u16; 5], &str)] = &[
     // The offering is in use.
     ("DELETE /offerings/{id}", [401, 403, 403, 409, 409], ""),
     ("GET /templates", [401, 200, 200, 200, 200], ""),
+    // Computing a hypothetical plan is for everyone signed in.
+    (
+        "POST /ha/plan/simulate",
+        [401, 200, 200, 200, 200],
+        r#"{"pool":{"hosts":[{"name":"h1","memory_mb":4096,"cpu_mhz":8000}],"vms":[],"failure_limit":1}}"#,
+    ),
     ("GET /events", [401, 200, 200, 200, 200], ""),
 ];
 
