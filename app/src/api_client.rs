@@ -1,0 +1,179 @@
+//! The console's one typed client of the management server's `/api/v1`: every HTTP call goes through here.
+//!
+//! Requests are same-origin, so the browser attaches the HttpOnly session cookie by itself; the console
+//! never sees the token. Every mutating request carries [`api::v1::CSRF_HEADER`], without which the server
+//! answers 403. Every failure becomes a [`ClientError`] whose `Display` is the text a person should read:
+//! for an error answer of the server, exactly its `ApiError.message`.
+
+use api::v1::{
+    ApiError, Cluster, ComputeOffering, Host, Inventory, LoginRequest, Me, StoragePool, Vm, VmActionAccepted, Zone,
+};
+use api::{HostId, VmId};
+use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use std::fmt;
+
+/// Where the server publishes live changes as server-sent events (event name `change`).
+pub const EVENTS_URL: &str = "/api/v1/events";
+
+/// Why a call to the server failed, in words a person can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// The server answered with an error status; `error.message` is its explanation.
+    Api { status: u16, error: ApiError },
+    /// No answer arrived: the server is down, unreachable, or the network failed.
+    Network(String),
+    /// An answer arrived but was not what this console version understands.
+    Decode(String),
+    /// The console refused to send the request, e.g. a malformed id in the address bar.
+    Invalid(String),
+}
+
+impl ClientError {
+    /// The session is missing or expired: the person has to sign in (again).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, ClientError::Api { status: 401, .. })
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Api { error, .. } => f.write_str(&error.message),
+            ClientError::Network(detail) => {
+                write!(f, "Cannot reach the management server ({detail}).")
+            }
+            ClientError::Decode(detail) => {
+                write!(f, "The server's answer could not be read ({detail}).")
+            }
+            ClientError::Invalid(detail) => f.write_str(detail),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+pub type ClientResult<T> = Result<T, ClientError>;
+
+fn network_error(error: gloo_net::Error) -> ClientError {
+    ClientError::Network(error.to_string())
+}
+
+/// Adds the anti-CSRF header that every mutating route requires.
+fn mutating(builder: RequestBuilder) -> RequestBuilder {
+    builder.header(api::v1::CSRF_HEADER, "1")
+}
+
+/// Turns an error status into a [`ClientError::Api`], keeping the server's `ApiError` when it sent one
+/// (a proxy in front of the server may answer with plain text or HTML instead).
+async fn error_of(response: &Response) -> ClientError {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let error = serde_json::from_str::<ApiError>(&body).unwrap_or_else(|_| ApiError {
+        code: format!("http-{status}"),
+        message: format!("The server answered {status} {}.", response.status_text()),
+    });
+    ClientError::Api { status, error }
+}
+
+/// Reads a successful JSON answer, or the error the server explained.
+async fn json_answer<T: DeserializeOwned>(response: Response) -> ClientResult<T> {
+    if !response.ok() {
+        return Err(error_of(&response).await);
+    }
+    let body = response.text().await.map_err(network_error)?;
+    serde_json::from_str(&body).map_err(|error| ClientError::Decode(error.to_string()))
+}
+
+/// Accepts any successful answer and ignores its body (e.g. 204 No Content).
+async fn empty_answer(response: Response) -> ClientResult<()> {
+    if response.ok() { Ok(()) } else { Err(error_of(&response).await) }
+}
+
+async fn get_json<T: DeserializeOwned>(url: &str) -> ClientResult<T> {
+    let response = Request::get(url).send().await.map_err(network_error)?;
+    json_answer(response).await
+}
+
+async fn post_json<T: DeserializeOwned>(url: &str) -> ClientResult<T> {
+    let response = mutating(Request::post(url)).send().await.map_err(network_error)?;
+    json_answer(response).await
+}
+
+// ---- session -----------------------------------------------------------------------------------------
+
+/// Who is signed in; 401 when nobody is.
+pub async fn me() -> ClientResult<Me> {
+    get_json("/api/v1/auth/me").await
+}
+
+/// Signs in; the server sets the session cookie on success.
+pub async fn login(credentials: &LoginRequest) -> ClientResult<Me> {
+    let request = mutating(Request::post("/api/v1/auth/login"))
+        .json(credentials)
+        .map_err(|error| ClientError::Invalid(error.to_string()))?;
+    let response = request.send().await.map_err(network_error)?;
+    json_answer(response).await
+}
+
+/// Ends the session; the server clears the cookie.
+pub async fn logout() -> ClientResult<()> {
+    let response = mutating(Request::post("/api/v1/auth/logout")).send().await.map_err(network_error)?;
+    empty_answer(response).await
+}
+
+/// Trades the current (still valid) session for a fresh one with a new expiry.
+pub async fn refresh() -> ClientResult<Me> {
+    post_json("/api/v1/auth/refresh").await
+}
+
+// ---- inventory ---------------------------------------------------------------------------------------
+
+/// The whole zone > cluster > host > VM tree plus storage pools, in one answer.
+pub async fn inventory() -> ClientResult<Inventory> {
+    get_json("/api/v1/inventory").await
+}
+
+pub async fn zones() -> ClientResult<Vec<Zone>> {
+    get_json("/api/v1/zones").await
+}
+
+pub async fn clusters() -> ClientResult<Vec<Cluster>> {
+    get_json("/api/v1/clusters").await
+}
+
+pub async fn hosts() -> ClientResult<Vec<Host>> {
+    get_json("/api/v1/hosts").await
+}
+
+pub async fn host(id: HostId) -> ClientResult<Host> {
+    get_json(&format!("/api/v1/hosts/{id}")).await
+}
+
+pub async fn vms() -> ClientResult<Vec<Vm>> {
+    get_json("/api/v1/vms").await
+}
+
+pub async fn vm(id: VmId) -> ClientResult<Vm> {
+    get_json(&format!("/api/v1/vms/{id}")).await
+}
+
+pub async fn storage_pools() -> ClientResult<Vec<StoragePool>> {
+    get_json("/api/v1/storage-pools").await
+}
+
+pub async fn offerings() -> ClientResult<Vec<ComputeOffering>> {
+    get_json("/api/v1/offerings").await
+}
+
+// ---- VM power ----------------------------------------------------------------------------------------
+
+/// Asks the VM's host to start it; the VM goes Starting now and Running later (announced by events).
+pub async fn start_vm(id: VmId) -> ClientResult<VmActionAccepted> {
+    post_json(&format!("/api/v1/vms/{id}/start")).await
+}
+
+/// Asks the VM's host to stop it; the VM goes Stopping now and Stopped later (announced by events).
+pub async fn stop_vm(id: VmId) -> ClientResult<VmActionAccepted> {
+    post_json(&format!("/api/v1/vms/{id}/stop")).await
+}

@@ -1,0 +1,59 @@
+//! Coloured state badges: `<span class="badge badge-STATE" data-state="STATE">`, the same look everywhere.
+//!
+//! Only states wear the `badge` class: a VM's state (text = the state word, "running") and a host's
+//! agent connection ("Connected"), so that "the badge of this row" is never ambiguous. Settings (host
+//! allocation, HA and out-of-band switches) look alike but use `pill pill-WORD`. The `data-state`
+//! attribute is always the lower-case word, for tests and for CSS.
+
+use api::v1::{AgentConnection, HostAllocation, VmState};
+use leptos::prelude::*;
+
+fn badge(state: &'static str, text: &'static str) -> impl IntoView + use<> {
+    view! {
+        <span class=format!("badge badge-{state}") data-state=state>
+            {text}
+        </span>
+    }
+}
+
+fn pill(word: &'static str, text: &'static str) -> impl IntoView + use<> {
+    view! { <span class=format!("pill pill-{word}")>{text}</span> }
+}
+
+pub fn connection_word(connection: AgentConnection) -> (&'static str, &'static str) {
+    match connection {
+        AgentConnection::Connected => ("connected", "Connected"),
+        AgentConnection::Disconnected => ("disconnected", "Disconnected"),
+    }
+}
+
+pub fn allocation_word(allocation: HostAllocation) -> (&'static str, &'static str) {
+    match allocation {
+        HostAllocation::Enabled => ("enabled", "Enabled"),
+        HostAllocation::Disabled => ("disabled", "Disabled"),
+        HostAllocation::Maintenance => ("maintenance", "Maintenance"),
+    }
+}
+
+#[component]
+pub fn VmStateBadge(state: VmState) -> impl IntoView {
+    badge(state.as_str(), state.as_str())
+}
+
+#[component]
+pub fn ConnectionBadge(connection: AgentConnection) -> impl IntoView {
+    let (state, text) = connection_word(connection);
+    badge(state, text)
+}
+
+#[component]
+pub fn AllocationBadge(allocation: HostAllocation) -> impl IntoView {
+    let (word, text) = allocation_word(allocation);
+    pill(word, text)
+}
+
+/// An on/off feature flag such as HA or out-of-band management.
+#[component]
+pub fn FlagBadge(on: bool) -> impl IntoView {
+    if on { pill("on", "On") } else { pill("off", "Off") }
+}

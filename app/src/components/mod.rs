@@ -1,0 +1,9 @@
+//! Reusable widgets of the console: the layout shell, state badges, table helpers, error and time views.
+
+pub mod badges;
+pub mod error_view;
+pub mod format;
+pub mod layout;
+pub mod table;
+pub mod time;
+pub mod vm_power;

@@ -1,0 +1,114 @@
+//! The clusters list: each cluster with its zone, HA and out-of-band switches, hosts, VMs and how much of
+//! its hosts' CPU and memory is allocated.
+
+use crate::components::badges::FlagBadge;
+use crate::components::error_view::{ErrorView, Loading};
+use crate::components::format;
+use crate::components::table::{DataTable, EmptyRow, UsageBar};
+use crate::store::Store;
+use api::ClusterId;
+use leptos::prelude::*;
+
+#[component]
+pub fn ClustersPage() -> impl IntoView {
+    let store = Store::expect();
+    view! {
+        <div class="page">
+            <header class="page-header">
+                <h1>"Clusters"</h1>
+                <p class="page-summary">
+                    {move || format!("{} clusters", store.clusters.with(|clusters| clusters.len()))}
+                </p>
+            </header>
+            <Transition fallback=Loading>
+                <ErrorBoundary fallback=move |errors| {
+                    view! { <ErrorView errors retry=move || store.reload() /> }
+                }>
+                    {move || Suspend::new(async move {
+                        store
+                            .load
+                            .await
+                            .map(|()| {
+                                view! {
+                                    <DataTable label="Clusters">
+                                        <thead>
+                                            <tr>
+                                                <th scope="col">"Name"</th>
+                                                <th scope="col">"Zone"</th>
+                                                <th scope="col">"HA"</th>
+                                                <th scope="col">"Out-of-band management"</th>
+                                                <th scope="col" class="num">"Hosts connected"</th>
+                                                <th scope="col" class="num">"VMs running"</th>
+                                                <th scope="col">"CPU"</th>
+                                                <th scope="col">"Memory"</th>
+                                            </tr>
+                                        </thead>
+                                        <tbody>
+                                            <Show when=move || {
+                                                store.clusters.with(|clusters| clusters.is_empty())
+                                            }>
+                                                <EmptyRow columns=8 text="No clusters yet." />
+                                            </Show>
+                                            <For
+                                                each=move || store.cluster_ids(None)
+                                                key=|id| *id
+                                                children=|id| view! { <ClusterRow id /> }
+                                            />
+                                        </tbody>
+                                    </DataTable>
+                                }
+                            })
+                    })}
+                </ErrorBoundary>
+            </Transition>
+        </div>
+    }
+}
+
+#[component]
+fn ClusterRow(id: ClusterId) -> impl IntoView {
+    let store = Store::expect();
+    let cluster = Memo::new(move |_| store.cluster(id));
+    move || {
+        cluster.get().map(|cluster| {
+            let (connected, hosts) = store.host_counts(|host| host.cluster_id == id);
+            let (running, vms) = store.vm_counts(|vm| vm.cluster_id == Some(id));
+            // Allocation over all the cluster's hosts: what HA has to fit somewhere else on a failure.
+            let (cpu_used, cpu_total, memory_used, memory_total) = store.hosts.with(|all| {
+                all.values().filter(|host| host.cluster_id == id).fold(
+                    (0u64, 0u64, 0u64, 0u64),
+                    |(cpu_used, cpu_total, memory_used, memory_total), host| {
+                        (
+                            cpu_used + u64::from(host.allocated.cpu_mhz),
+                            cpu_total + u64::from(host.capacity.cpu_mhz),
+                            memory_used + host.allocated.memory_mb,
+                            memory_total + host.capacity.memory_mb,
+                        )
+                    },
+                )
+            });
+            view! {
+                <tr>
+                    <th scope="row">{cluster.name.clone()}</th>
+                    <td>{store.zone_name(cluster.zone_id)}</td>
+                    <td>
+                        <FlagBadge on=cluster.ha_enabled />
+                    </td>
+                    <td>
+                        <FlagBadge on=cluster.oobm_enabled />
+                    </td>
+                    <td class="num">{format!("{connected}/{hosts}")}</td>
+                    <td class="num">{format!("{running}/{vms}")}</td>
+                    <td class="usage-cell">
+                        <span class="usage-text">{format!("{cpu_used} / {cpu_total} MHz")}</span>
+                        <UsageBar used=cpu_used total=cpu_total />
+                    </td>
+                    <td class="usage-cell">
+                        <span class="usage-text">{format::memory_of(memory_used, memory_total)}</span>
+                        <UsageBar used=memory_used total=memory_total />
+                    </td>
+                </tr>
+            }
+        })
+    }
+}

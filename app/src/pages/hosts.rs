@@ -1,0 +1,112 @@
+//! The hosts list: every host with its agent connection, allocation, CPU/memory allocation, VMs and the
+//! age of its last heartbeat (re-rendered every second). Rows update live from the store.
+
+use crate::components::badges::{AllocationBadge, ConnectionBadge};
+use crate::components::error_view::{ErrorView, Loading};
+use crate::components::format;
+use crate::components::table::{DataTable, EmptyRow, UsageBar};
+use crate::components::time::RelativeTime;
+use crate::store::Store;
+use api::HostId;
+use leptos::prelude::*;
+
+#[component]
+pub fn HostsPage() -> impl IntoView {
+    let store = Store::expect();
+    view! {
+        <div class="page">
+            <header class="page-header">
+                <h1>"Hosts"</h1>
+                <p class="page-summary">
+                    {move || {
+                        let (connected, total) = store.host_counts(|_| true);
+                        format!("{connected} of {total} connected")
+                    }}
+                </p>
+            </header>
+            <Transition fallback=Loading>
+                <ErrorBoundary fallback=move |errors| {
+                    view! { <ErrorView errors retry=move || store.reload() /> }
+                }>
+                    {move || Suspend::new(async move {
+                        store.load.await.map(|()| view! { <HostTable /> })
+                    })}
+                </ErrorBoundary>
+            </Transition>
+        </div>
+    }
+}
+
+#[component]
+fn HostTable() -> impl IntoView {
+    let store = Store::expect();
+    view! {
+        <DataTable label="Hosts">
+            <thead>
+                <tr>
+                    <th scope="col">"Name"</th>
+                    <th scope="col">"Cluster"</th>
+                    <th scope="col">"State"</th>
+                    <th scope="col">"Allocation"</th>
+                    <th scope="col">"CPU"</th>
+                    <th scope="col">"Memory"</th>
+                    <th scope="col" class="num">"VMs"</th>
+                    <th scope="col">"Last heartbeat"</th>
+                </tr>
+            </thead>
+            <tbody>
+                <Show when=move || store.hosts.with(|hosts| hosts.is_empty())>
+                    <EmptyRow columns=8 text="No hosts yet." />
+                </Show>
+                <For each=move || store.host_ids(None) key=|id| *id children=|id| view! { <HostRow id /> } />
+            </tbody>
+        </DataTable>
+    }
+}
+
+/// One host's row; only this row re-renders when that host (or one of its VMs) changes.
+#[component]
+fn HostRow(id: HostId) -> impl IntoView {
+    let store = Store::expect();
+    let host = Memo::new(move |_| store.host(id));
+    let vm_counts = Memo::new(move |_| store.host_vm_counts(id));
+    let heartbeat = Signal::derive(move || host.with(|host| host.as_ref().and_then(|h| h.last_heartbeat_at)));
+    move || {
+        host.get().map(|host| {
+            let (running, total) = vm_counts.get();
+            view! {
+                <tr>
+                    <th scope="row">
+                        <a href=format!("/hosts/{}", host.id)>{host.name.clone()}</a>
+                    </th>
+                    <td>{store.cluster_name(host.cluster_id)}</td>
+                    <td>
+                        <ConnectionBadge connection=host.connection />
+                    </td>
+                    <td>
+                        <AllocationBadge allocation=host.allocation />
+                    </td>
+                    <td class="usage-cell">
+                        <span class="usage-text">
+                            {format::mhz_of(host.allocated.cpu_mhz, host.capacity.cpu_mhz)}
+                        </span>
+                        <UsageBar
+                            used=u64::from(host.allocated.cpu_mhz)
+                            total=u64::from(host.capacity.cpu_mhz)
+                        />
+                    </td>
+                    <td class="usage-cell">
+                        <span class="usage-text">
+                            {format::memory_of(host.allocated.memory_mb, host.capacity.memory_mb)}
+                        </span>
+                        <UsageBar used=host.allocated.memory_mb total=host.capacity.memory_mb />
+                    </td>
+                    <td class="num">{format!("{running}/{total}")}</td>
+                    <td>
+                        <RelativeTime at=heartbeat />
+                    </td>
+                </tr>
+            }
+        })
+    }
+}

@@ -1,0 +1,255 @@
+//! The infrastructure view: pool totals and the zone > cluster > host > VM tree, collapsible per node.
+//! Each node re-renders on its own when its item changes, so open/closed branches stay as the person left
+//! them while states change live.
+
+use crate::components::badges::{AllocationBadge, ConnectionBadge, FlagBadge, VmStateBadge};
+use crate::components::error_view::{ErrorView, Loading};
+use crate::store::Store;
+use api::v1::AgentConnection;
+use api::{ClusterId, HostId, VmId, ZoneId};
+use leptos::prelude::*;
+
+#[component]
+pub fn InfrastructurePage() -> impl IntoView {
+    let store = Store::expect();
+    view! {
+        <div class="page">
+            <header class="page-header">
+                <h1>"Infrastructure"</h1>
+            </header>
+            <Transition fallback=Loading>
+                <ErrorBoundary fallback=move |errors| {
+                    view! { <ErrorView errors retry=move || store.reload() /> }
+                }>
+                    {move || Suspend::new(async move {
+                        store
+                            .load
+                            .await
+                            .map(|()| {
+                                view! {
+                                    <Totals />
+                                    <section class="panel tree-panel">
+                                        <h2>"Zones, clusters, hosts and VMs"</h2>
+                                        <Show
+                                            when=move || !store.zones.with(|zones| zones.is_empty())
+                                            fallback=|| {
+                                                view! { <p class="muted">"No zones yet."</p> }
+                                            }
+                                        >
+                                            <ul class="tree">
+                                                <For
+                                                    each=move || store.zone_ids()
+                                                    key=|id| *id
+                                                    children=|id| view! { <ZoneNode id /> }
+                                                />
+                                            </ul>
+                                        </Show>
+                                    </section>
+                                }
+                            })
+                    })}
+                </ErrorBoundary>
+            </Transition>
+        </div>
+    }
+}
+
+/// The pool at a glance: counts, with what needs attention highlighted.
+#[component]
+fn Totals() -> impl IntoView {
+    let store = Store::expect();
+    let hosts = Memo::new(move |_| store.host_counts(|_| true));
+    let vms = Memo::new(move |_| store.vm_counts(|_| true));
+    let troubled_vms = Memo::new(move |_| {
+        store.vm_counts(|vm| matches!(vm.state, api::v1::VmState::Error | api::v1::VmState::Unknown)).1
+    });
+    view! {
+        <section class="totals" aria-label="Pool totals">
+            <div class="total">
+                <span class="total-value">{move || store.zones.with(|zones| zones.len())}</span>
+                <span class="total-label">"Zones"</span>
+            </div>
+            <div class="total">
+                <span class="total-value">
+                    {move || store.clusters.with(|clusters| clusters.len())}
+                </span>
+                <span class="total-label">"Clusters"</span>
+            </div>
+            <div class=move || {
+                let (connected, total) = hosts.get();
+                if connected < total { "total total-warn" } else { "total" }
+            }>
+                <span class="total-value">
+                    {move || {
+                        let (connected, total) = hosts.get();
+                        format!("{connected}/{total}")
+                    }}
+                </span>
+                <span class="total-label">"Hosts connected"</span>
+            </div>
+            <div class="total">
+                <span class="total-value">
+                    {move || {
+                        let (running, total) = vms.get();
+                        format!("{running}/{total}")
+                    }}
+                </span>
+                <span class="total-label">"VMs running"</span>
+            </div>
+            <div class=move || {
+                if troubled_vms.get() > 0 { "total total-bad" } else { "total" }
+            }>
+                <span class="total-value">{move || troubled_vms.get()}</span>
+                <span class="total-label">"VMs in error or unknown"</span>
+            </div>
+        </section>
+    }
+}
+
+#[component]
+fn ZoneNode(id: ZoneId) -> impl IntoView {
+    let store = Store::expect();
+    let zone = Memo::new(move |_| store.zone(id));
+    let unplaced = move || store.vm_ids(|vm| vm.zone_id == id && vm.host_id.is_none());
+    view! {
+        <li class="tree-node tree-zone">
+            <details open>
+                <summary>
+                    <span class="tree-kind">"Zone"</span>
+                    {move || {
+                        zone.get()
+                            .map(|zone| {
+                                view! {
+                                    <span class="tree-name">{zone.name}</span>
+                                    <span class="tree-flags">
+                                        "HA " <FlagBadge on=zone.ha_enabled /> " OOBM "
+                                        <FlagBadge on=zone.oobm_enabled />
+                                    </span>
+                                }
+                            })
+                    }}
+                </summary>
+                <ul class="tree">
+                    <For
+                        each=move || store.cluster_ids(Some(id))
+                        key=|id| *id
+                        children=|id| view! { <ClusterNode id /> }
+                    />
+                    <Show when=move || !unplaced().is_empty()>
+                        <li class="tree-node tree-unplaced">
+                            <span class="tree-kind">"Not placed"</span>
+                            <ul class="tree-vms">
+                                <For
+                                    each=unplaced
+                                    key=|id| *id
+                                    children=|id| view! { <VmLeaf id /> }
+                                />
+                            </ul>
+                        </li>
+                    </Show>
+                </ul>
+            </details>
+        </li>
+    }
+}
+
+#[component]
+fn ClusterNode(id: ClusterId) -> impl IntoView {
+    let store = Store::expect();
+    let cluster = Memo::new(move |_| store.cluster(id));
+    let hosts = Memo::new(move |_| store.host_counts(|host| host.cluster_id == id));
+    view! {
+        <li class="tree-node tree-cluster">
+            <details open>
+                <summary>
+                    <span class="tree-kind">"Cluster"</span>
+                    {move || {
+                        cluster.get()
+                            .map(|cluster| {
+                                view! {
+                                    <span class="tree-name">{cluster.name}</span>
+                                    <span class="tree-flags">
+                                        "HA " <FlagBadge on=cluster.ha_enabled />
+                                    </span>
+                                }
+                            })
+                    }}
+                    <span class="tree-count">
+                        {move || {
+                            let (connected, total) = hosts.get();
+                            format!("{connected}/{total} hosts connected")
+                        }}
+                    </span>
+                </summary>
+                <ul class="tree">
+                    <For
+                        each=move || store.host_ids(Some(id))
+                        key=|id| *id
+                        children=|id| view! { <HostNode id /> }
+                    />
+                </ul>
+            </details>
+        </li>
+    }
+}
+
+#[component]
+fn HostNode(id: HostId) -> impl IntoView {
+    let store = Store::expect();
+    let host = Memo::new(move |_| store.host(id));
+    let vm_counts = Memo::new(move |_| store.host_vm_counts(id));
+    view! {
+        <li class="tree-node tree-host">
+            <details open>
+                <summary>
+                    <span class="tree-kind">"Host"</span>
+                    {move || {
+                        host.get()
+                            .map(|host| {
+                                let down = host.connection == AgentConnection::Disconnected;
+                                view! {
+                                    <a
+                                        class=if down { "tree-name host-down" } else { "tree-name" }
+                                        href=format!("/hosts/{}", host.id)
+                                    >
+                                        {host.name}
+                                    </a>
+                                    <ConnectionBadge connection=host.connection />
+                                    <AllocationBadge allocation=host.allocation />
+                                }
+                            })
+                    }}
+                    <span class="tree-count">
+                        {move || {
+                            let (running, total) = vm_counts.get();
+                            format!("{running}/{total} VMs running")
+                        }}
+                    </span>
+                </summary>
+                <ul class="tree-vms">
+                    <For
+                        each=move || store.vm_ids(|vm| vm.host_id == Some(id))
+                        key=|id| *id
+                        children=|id| view! { <VmLeaf id /> }
+                    />
+                </ul>
+            </details>
+        </li>
+    }
+}
+
+#[component]
+fn VmLeaf(id: VmId) -> impl IntoView {
+    let store = Store::expect();
+    let vm = Memo::new(move |_| store.vm(id));
+    move || {
+        vm.get().map(|vm| {
+            view! {
+                <li class="tree-vm" title=vm.state_reason.clone()>
+                    <span class="tree-vm-name">{vm.name}</span>
+                    <VmStateBadge state=vm.state />
+                </li>
+            }
+        })
+    }
+}

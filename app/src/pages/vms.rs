@@ -1,0 +1,152 @@
+//! The VM list: every VM with its state badge, placement, size, HA protection and Start/Stop buttons,
+//! filterable by name and state. Rows update live from the store.
+
+use crate::components::badges::{FlagBadge, VmStateBadge};
+use crate::components::error_view::{ErrorView, Loading};
+use crate::components::format;
+use crate::components::table::{DataTable, EmptyRow};
+use crate::components::time::RelativeTime;
+use crate::components::vm_power::VmPowerButtons;
+use crate::store::Store;
+use api::VmId;
+use api::v1::{RestartPriority, Vm, VmState};
+use leptos::prelude::*;
+
+const STATES: [VmState; 6] =
+    [VmState::Running, VmState::Starting, VmState::Stopping, VmState::Stopped, VmState::Unknown, VmState::Error];
+
+#[component]
+pub fn VmsPage() -> impl IntoView {
+    let store = Store::expect();
+    let search = RwSignal::new(String::new());
+    let state_filter = RwSignal::new(String::new());
+    let keep = move |vm: &Vm| {
+        let search = search.with(|search| search.trim().to_lowercase());
+        let state = state_filter.get();
+        (search.is_empty() || vm.name.to_lowercase().contains(&search))
+            && (state.is_empty() || vm.state.as_str() == state)
+    };
+
+    view! {
+        <div class="page">
+            <header class="page-header">
+                <h1>"Virtual machines"</h1>
+                <p class="page-summary">
+                    {move || {
+                        let (running, total) = store.vm_counts(|_| true);
+                        format!("{running} of {total} running")
+                    }}
+                </p>
+            </header>
+            <div class="toolbar">
+                <label class="toolbar-field">
+                    <span>"Filter by name"</span>
+                    <input type="search" placeholder="web-01" bind:value=search />
+                </label>
+                <label class="toolbar-field">
+                    <span>"State"</span>
+                    <select bind:value=state_filter>
+                        <option value="">"All states"</option>
+                        {STATES
+                            .iter()
+                            .map(|state| {
+                                view! { <option value=state.as_str()>{state.as_str()}</option> }
+                            })
+                            .collect_view()}
+                    </select>
+                </label>
+            </div>
+            <Transition fallback=Loading>
+                <ErrorBoundary fallback=move |errors| {
+                    view! { <ErrorView errors retry=move || store.reload() /> }
+                }>
+                    {move || Suspend::new(async move {
+                        store
+                            .load
+                            .await
+                            .map(|()| {
+                                view! {
+                                    <DataTable label="Virtual machines">
+                                        <thead>
+                                            <tr>
+                                                <th scope="col">"Name"</th>
+                                                <th scope="col">"State"</th>
+                                                <th scope="col">"Host"</th>
+                                                <th scope="col">"Cluster"</th>
+                                                <th scope="col">"Zone"</th>
+                                                <th scope="col">"CPU"</th>
+                                                <th scope="col">"Memory"</th>
+                                                <th scope="col">"HA"</th>
+                                                <th scope="col">"Updated"</th>
+                                                <th scope="col" class="actions">"Actions"</th>
+                                            </tr>
+                                        </thead>
+                                        <tbody>
+                                            <Show when=move || store.vm_ids(keep).is_empty()>
+                                                <EmptyRow columns=10 text="No virtual machines match." />
+                                            </Show>
+                                            <For
+                                                each=move || store.vm_ids(keep)
+                                                key=|id| *id
+                                                children=|id| view! { <VmRow id /> }
+                                            />
+                                        </tbody>
+                                    </DataTable>
+                                }
+                            })
+                    })}
+                </ErrorBoundary>
+            </Transition>
+        </div>
+    }
+}
+
+fn restart_priority(priority: RestartPriority) -> &'static str {
+    match priority {
+        RestartPriority::Restart => "restart",
+        RestartPriority::BestEffort => "best effort",
+        RestartPriority::DoNotRestart => "do not restart",
+    }
+}
+
+#[component]
+fn VmRow(id: VmId) -> impl IntoView {
+    let store = Store::expect();
+    let vm = Memo::new(move |_| store.vm(id));
+    move || {
+        vm.get().map(|vm| {
+            let updated = Signal::stored(Some(vm.updated_at));
+            let host = vm.host_id.map_or_else(
+                || view! { <span class="muted">"not placed"</span> }.into_any(),
+                |host_id| view! { <a href=format!("/hosts/{host_id}")>{store.host_name(host_id)}</a> }.into_any(),
+            );
+            let cluster = vm.cluster_id.map_or_else(|| "—".to_owned(), |cluster_id| store.cluster_name(cluster_id));
+            view! {
+                <tr>
+                    <th scope="row">{vm.name.clone()}</th>
+                    <td>
+                        <VmStateBadge state=vm.state />
+                        {vm
+                            .state_reason
+                            .clone()
+                            .map(|reason| view! { <span class="state-reason">{reason}</span> })}
+                    </td>
+                    <td>{host}</td>
+                    <td>{cluster}</td>
+                    <td>{store.zone_name(vm.zone_id)}</td>
+                    <td>{format::vcpus(vm.resources.cpu_cores, vm.resources.cpu_mhz)}</td>
+                    <td>{format::memory(vm.resources.memory_mb)}</td>
+                    <td title=restart_priority(vm.restart_priority)>
+                        <FlagBadge on=vm.ha_protected />
+                    </td>
+                    <td>
+                        <RelativeTime at=updated />
+                    </td>
+                    <td class="actions">
+                        <VmPowerButtons vm_id=vm.id name=vm.name.clone() state=vm.state />
+                    </td>
+                </tr>
+            }
+        })
+    }
+}
