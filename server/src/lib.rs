@@ -34,6 +34,7 @@ pub struct Server {
     pub created_admin_password: Option<String>,
     listener: TcpListener,
     web_dir: Option<PathBuf>,
+    shutdown_started: tokio::sync::watch::Sender<bool>,
     _data_dir_lock: Option<File>,
 }
 
@@ -84,6 +85,7 @@ impl Server {
         let listener =
             TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let local_addr = listener.local_addr()?;
+        let (shutdown_started, shutting_down) = tokio::sync::watch::channel(false);
         let state = AppState {
             db,
             hub: AgentHub::new(Duration::from_secs(60)),
@@ -96,6 +98,7 @@ impl Server {
             }),
             login_throttle: Arc::default(),
             migrations: Arc::default(),
+            shutting_down,
         };
         Ok(Server {
             state,
@@ -103,6 +106,7 @@ impl Server {
             created_admin_password,
             listener,
             web_dir: config.web_dir.clone(),
+            shutdown_started,
             _data_dir_lock: lock,
         })
     }
@@ -113,6 +117,12 @@ impl Server {
         let router = http::router(self.state, self.web_dir.as_deref());
         tracing::info!(address = %self.local_addr, "listening");
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let shutdown_started = self.shutdown_started;
+        let shutdown = async move {
+            shutdown.await;
+            // End the event streams, or graceful shutdown would wait for every open console.
+            let _ = shutdown_started.send(true);
+        };
         axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await.context("server failed")?;
         state.db.close().await;
         tracing::info!("stopped");

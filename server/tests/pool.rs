@@ -580,3 +580,37 @@ async fn maintenance_is_refused_when_a_vm_has_nowhere_to_go() {
     assert_eq!(context.vm(vm.id).await.state, VmState::Running);
     context.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_event_streams_instead_of_waiting_for_them() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let args = ServerArgs {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(data_dir.path().to_owned()),
+        ..Default::default()
+    };
+    let server = Server::prepare(&args.resolve().unwrap(), Some(PASSWORD.into())).await.unwrap();
+    let base = format!("http://{}", server.local_addr);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let login = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .header(api::v1::CSRF_HEADER, "1")
+        .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let events = client.get(format!("{base}/api/v1/events")).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    let mut stream = events.bytes_stream();
+
+    stop.send(()).unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(10), serving).await;
+    assert!(finished.is_ok(), "the server must stop while a console still holds its event stream");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async { while stream.next().await.is_some() {} }).await;
+    assert!(ended.is_ok(), "the open event stream must end");
+}

@@ -20,5 +20,9 @@ pub async fn stream(
         let event = item.unwrap_or(Event::InventoryChanged);
         Ok(SseEvent::default().event("change").json_data(&event).unwrap_or_else(|_| SseEvent::default()))
     });
-    Sse::new(changes).keep_alive(KeepAlive::default())
+    let mut shutting_down = state.shutting_down.clone();
+    let until_shutdown = async move {
+        let _ = shutting_down.wait_for(|down| *down).await;
+    };
+    Sse::new(futures::StreamExt::take_until(changes, until_shutdown)).keep_alive(KeepAlive::default())
 }

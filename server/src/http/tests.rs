@@ -27,6 +27,7 @@ async fn test_state() -> (AppState, tempfile::TempDir) {
         settings: Arc::new(RuntimeSettings::default()),
         login_throttle: Arc::default(),
         migrations: Arc::default(),
+        shutting_down: tokio::sync::watch::channel(false).1,
     };
     (state, dir)
 }
