@@ -374,16 +374,16 @@ async fn check_migration(state: &AppState, id: VmId, target: HostId) -> Result<(
     if pool.scope != api::v1::StorageScope::Cluster {
         return Err(AppError::Conflict(format!("VM {:?} has its disks on local storage; it cannot move", vm.name)));
     }
-    let hosts = state.db.host_list().await?;
-    let target_host = hosts
-        .iter()
-        .find(|host| host.id == target)
+    let target_host = state
+        .db
+        .host_fetch(target)
+        .await?
         .ok_or_else(|| AppError::bad_request("unknown-reference", format!("host_id: no such id {target}")))?;
     let cluster = vm.cluster_id.ok_or_else(|| AppError::Conflict("the VM's host has no cluster".into()))?;
     let offering =
         state.db.offering_fetch(vm.offering_id).await?.map(|offering| offering.host_tags).unwrap_or_default();
     let demand = placement::Demand { cluster, resources: vm.resources, host_tags: &offering };
-    if let Some(reason) = placement::unfit_reason(target_host, &demand) {
+    if let Some(reason) = placement::unfit_reason(&target_host, &demand) {
         return Err(AppError::Conflict(format!("cannot migrate to {}: {reason}", target_host.name)));
     }
     if !state.migrations.lock().unwrap().insert(id) {
