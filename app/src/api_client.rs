@@ -6,10 +6,14 @@
 //! for an error answer of the server, exactly its `ApiError.message`.
 
 use api::v1::{
-    ApiError, Cluster, ComputeOffering, Host, Inventory, LoginRequest, Me, StoragePool, Vm, VmActionAccepted, Zone,
+    ApiError, AuditEntry, AuditQuery, ChangePasswordRequest, Cluster, ComputeOffering, CreateOfferingRequest,
+    CreateUserRequest, DeployVmRequest, Host, Inventory, LoginRequest, Me, MigrateVmRequest, ResetPasswordRequest,
+    StoragePool, Template, UpdateHostRequest, UpdateOfferingRequest, UpdateUserRequest, UpdateVmHaRequest, User, Vm,
+    VmActionAccepted, VmDeployed, Zone,
 };
-use api::{HostId, VmId};
+use api::{HostId, OfferingId, UserId, VmId};
 use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 
@@ -100,6 +104,25 @@ async fn post_json<T: DeserializeOwned>(url: &str) -> ClientResult<T> {
     json_answer(response).await
 }
 
+/// Sends `body` as JSON with a mutating method and hands back the raw answer.
+async fn send_body(builder: RequestBuilder, body: &impl Serialize) -> ClientResult<Response> {
+    let request = mutating(builder).json(body).map_err(|error| ClientError::Invalid(error.to_string()))?;
+    request.send().await.map_err(network_error)
+}
+
+async fn post_body<T: DeserializeOwned>(url: &str, body: &impl Serialize) -> ClientResult<T> {
+    json_answer(send_body(Request::post(url), body).await?).await
+}
+
+async fn patch_body<T: DeserializeOwned>(url: &str, body: &impl Serialize) -> ClientResult<T> {
+    json_answer(send_body(Request::patch(url), body).await?).await
+}
+
+async fn delete(url: &str) -> ClientResult<()> {
+    let response = mutating(Request::delete(url)).send().await.map_err(network_error)?;
+    empty_answer(response).await
+}
+
 // ---- session -----------------------------------------------------------------------------------------
 
 /// Who is signed in; 401 when nobody is.
@@ -109,11 +132,13 @@ pub async fn me() -> ClientResult<Me> {
 
 /// Signs in; the server sets the session cookie on success.
 pub async fn login(credentials: &LoginRequest) -> ClientResult<Me> {
-    let request = mutating(Request::post("/api/v1/auth/login"))
-        .json(credentials)
-        .map_err(|error| ClientError::Invalid(error.to_string()))?;
-    let response = request.send().await.map_err(network_error)?;
-    json_answer(response).await
+    post_body("/api/v1/auth/login", credentials).await
+}
+
+/// Changes the signed-in user's own password. Every other session of the user ends; this one gets a
+/// fresh cookie.
+pub async fn change_password(request: &ChangePasswordRequest) -> ClientResult<Me> {
+    post_body("/api/v1/auth/password", request).await
 }
 
 /// Ends the session; the server clears the cookie.
@@ -176,4 +201,102 @@ pub async fn start_vm(id: VmId) -> ClientResult<VmActionAccepted> {
 /// Asks the VM's host to stop it; the VM goes Stopping now and Stopped later (announced by events).
 pub async fn stop_vm(id: VmId) -> ClientResult<VmActionAccepted> {
     post_json(&format!("/api/v1/vms/{id}/stop")).await
+}
+
+/// Asks the VM's guest to shut down, or with `force` pulls the plug at once.
+pub async fn stop_vm_with(id: VmId, force: bool) -> ClientResult<VmActionAccepted> {
+    post_json(&format!("/api/v1/vms/{id}/stop?force={force}")).await
+}
+
+pub async fn restart_vm(id: VmId) -> ClientResult<VmActionAccepted> {
+    post_json(&format!("/api/v1/vms/{id}/restart")).await
+}
+
+// ---- VM lifecycle ------------------------------------------------------------------------------------
+
+pub async fn templates() -> ClientResult<Vec<Template>> {
+    get_json("/api/v1/templates").await
+}
+
+/// Creates a VM; placement picks its host unless `request.host_id` names one (pool operators and up).
+pub async fn deploy_vm(request: &DeployVmRequest) -> ClientResult<VmDeployed> {
+    post_body("/api/v1/vms", request).await
+}
+
+/// Removes a stopped VM for good.
+pub async fn destroy_vm(id: VmId) -> ClientResult<()> {
+    delete(&format!("/api/v1/vms/{id}")).await
+}
+
+/// Starts a live migration; the VM shows `migrating` until events say where it ended up.
+pub async fn migrate_vm(id: VmId, host_id: HostId) -> ClientResult<Vm> {
+    post_body(&format!("/api/v1/vms/{id}/migrate"), &MigrateVmRequest { host_id }).await
+}
+
+pub async fn update_vm_ha(id: VmId, request: &UpdateVmHaRequest) -> ClientResult<Vm> {
+    patch_body(&format!("/api/v1/vms/{id}/ha"), request).await
+}
+
+// ---- hosts -------------------------------------------------------------------------------------------
+
+/// Enables or disables a host for new VMs and/or replaces its tags.
+pub async fn update_host(id: HostId, request: &UpdateHostRequest) -> ClientResult<Host> {
+    patch_body(&format!("/api/v1/hosts/{id}"), request).await
+}
+
+/// Puts a host into maintenance: its running VMs are migrated away first (progress in `Host::maintenance`).
+pub async fn enter_maintenance(id: HostId) -> ClientResult<Host> {
+    post_json(&format!("/api/v1/hosts/{id}/maintenance")).await
+}
+
+pub async fn cancel_maintenance(id: HostId) -> ClientResult<Host> {
+    post_json(&format!("/api/v1/hosts/{id}/cancel-maintenance")).await
+}
+
+/// Removes an empty host from the inventory.
+pub async fn remove_host(id: HostId) -> ClientResult<()> {
+    delete(&format!("/api/v1/hosts/{id}")).await
+}
+
+// ---- offerings ---------------------------------------------------------------------------------------
+
+pub async fn create_offering(request: &CreateOfferingRequest) -> ClientResult<ComputeOffering> {
+    post_body("/api/v1/offerings", request).await
+}
+
+pub async fn update_offering(id: OfferingId, request: &UpdateOfferingRequest) -> ClientResult<ComputeOffering> {
+    patch_body(&format!("/api/v1/offerings/{id}"), request).await
+}
+
+/// Deletes an offering; refused (409) while VMs use it.
+pub async fn delete_offering(id: OfferingId) -> ClientResult<()> {
+    delete(&format!("/api/v1/offerings/{id}")).await
+}
+
+// ---- users and audit (pool admins) -------------------------------------------------------------------
+
+pub async fn users() -> ClientResult<Vec<User>> {
+    get_json("/api/v1/users").await
+}
+
+pub async fn create_user(request: &CreateUserRequest) -> ClientResult<User> {
+    post_body("/api/v1/users", request).await
+}
+
+/// Changes a user's role and/or disables or enables the account.
+pub async fn update_user(id: UserId, request: &UpdateUserRequest) -> ClientResult<User> {
+    patch_body(&format!("/api/v1/users/{id}"), request).await
+}
+
+pub async fn reset_password(id: UserId, new_password: String) -> ClientResult<()> {
+    let response =
+        send_body(Request::post(&format!("/api/v1/users/{id}/password")), &ResetPasswordRequest { new_password })
+            .await?;
+    empty_answer(response).await
+}
+
+/// The audit log, newest first, filtered by `query`.
+pub async fn audit(query: &AuditQuery) -> ClientResult<Vec<AuditEntry>> {
+    let query = serde_urlencoded::to_string(query).map_err(|error| ClientError::Invalid(error.to_string()))?;
+    get_json(&format!("/api/v1/audit?{query}")).await
 }

@@ -32,6 +32,11 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("hosts") view=pages::hosts::HostsPage />
                     <Route path=path!("hosts/:id") view=pages::host_detail::HostDetailPage />
                     <Route path=path!("vms") view=pages::vms::VmsPage />
+                    <Route path=path!("vms/:id") view=pages::vm_detail::VmDetailPage />
+                    <Route path=path!("offerings") view=pages::offerings::OfferingsPage />
+                    <Route path=path!("users") view=pages::users::UsersPage />
+                    <Route path=path!("audit") view=pages::audit::AuditPage />
+                    <Route path=path!("account") view=pages::account::AccountPage />
                 </ParentRoute>
             </Routes>
         </Router>

@@ -34,6 +34,53 @@ pub enum SessionPhase {
     Unreachable,
 }
 
+/// What a role may do, as the console offers it. The server checks the same on every call; the console
+/// only hides or disables what would be refused, and says why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ability {
+    /// Start, stop, restart VMs; deploy VMs where placement chooses the host.
+    OperateVms,
+    /// Compute offerings, host enable/disable/maintenance/tags/removal, migration, deploy to a chosen host.
+    ManagePool,
+    /// VM HA settings (protection, restart priority, order, delay).
+    ManageHa,
+    /// Read the audit log.
+    ReadAudit,
+    /// Users and roles.
+    AdministerPool,
+}
+
+impl Ability {
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            Ability::OperateVms => matches!(role, Role::PoolAdmin | Role::PoolOperator | Role::VmOperator),
+            Ability::ManagePool | Ability::ManageHa | Ability::ReadAudit => {
+                matches!(role, Role::PoolAdmin | Role::PoolOperator)
+            }
+            Ability::AdministerPool => role == Role::PoolAdmin,
+        }
+    }
+
+    /// Who may, in words, for "why can't I?" texts.
+    fn who(self) -> &'static str {
+        match self {
+            Ability::OperateVms => "VM operators, pool operators and pool admins",
+            Ability::ManagePool | Ability::ManageHa | Ability::ReadAudit => "pool operators and pool admins",
+            Ability::AdministerPool => "pool admins",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Ability::OperateVms => "operate VMs",
+            Ability::ManagePool => "change the pool's hosts, offerings and placement",
+            Ability::ManageHa => "change HA settings",
+            Ability::ReadAudit => "read the audit log",
+            Ability::AdministerPool => "manage users",
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 pub struct Session {
     state: RwSignal<SessionState>,
@@ -104,12 +151,24 @@ impl Session {
     /// Read-only accounts see the pool but cannot power VMs on or off. Untracked on purpose: see
     /// [`crate::components::vm_power`].
     pub fn can_operate_vms_untracked(self) -> bool {
-        self.state.with_untracked(|state| {
-            matches!(
-                state,
-                SessionState::SignedIn(Me { role: Role::PoolAdmin | Role::PoolOperator | Role::VmOperator, .. })
-            )
-        })
+        self.may_untracked(Ability::OperateVms).is_ok()
+    }
+
+    /// `Ok` when the signed-in role may do this, else the reason in words ("Your role (read-only) cannot
+    /// operate VMs; VM operators, ... can."). Untracked for the same reason as
+    /// [`Session::can_operate_vms_untracked`].
+    pub fn may_untracked(self, ability: Ability) -> Result<(), String> {
+        let role = self.state.with_untracked(|state| match state {
+            SessionState::SignedIn(me) => Some(me.role),
+            _ => None,
+        });
+        match role {
+            Some(role) if ability.allows(role) => Ok(()),
+            Some(role) => {
+                Err(format!("Your role ({}) cannot {}; only {} can.", role.as_str(), ability.what(), ability.who()))
+            }
+            None => Err("Sign in first.".to_owned()),
+        }
     }
 
     pub fn signed_in(self, me: Me) {

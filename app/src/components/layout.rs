@@ -6,7 +6,7 @@
 
 use crate::api_client;
 use crate::live::LiveEvents;
-use crate::session::{REFRESH_EVERY, Session, SessionPhase};
+use crate::session::{Ability, REFRESH_EVERY, Session, SessionPhase};
 use crate::store::{LiveStatus, Store};
 use chrono::Utc;
 use leptos::prelude::*;
@@ -109,12 +109,23 @@ fn SignedInFrame() -> impl IntoView {
                     <A href="/clusters">"Clusters"</A>
                     <A href="/hosts">"Hosts"</A>
                     <A href="/vms">"VMs"</A>
+                    <A href="/offerings">"Offerings"</A>
+                    {session
+                        .may_untracked(Ability::ReadAudit)
+                        .is_ok()
+                        .then(|| view! { <A href="/audit">"Audit log"</A> })}
+                    {session
+                        .may_untracked(Ability::AdministerPool)
+                        .is_ok()
+                        .then(|| view! { <A href="/users">"Users"</A> })}
                 </nav>
             </aside>
             <header class="topbar">
                 <LiveIndicator />
                 <div class="topbar-user">
-                    <span class="user-name">{move || session.username()}</span>
+                    <A href="/account" attr:class="user-name" attr:title="Your account and password">
+                        {move || session.username()}
+                    </A>
                     <span class="user-role">
                         {move || session.role().map(|role| role.as_str())}
                     </span>

@@ -1,6 +1,7 @@
 //! Reusable widgets of the console: the layout shell, state badges, table helpers, error and time views.
 
 pub mod badges;
+pub mod dialog;
 pub mod error_view;
 pub mod format;
 pub mod layout;

@@ -1,0 +1,8 @@
+//! Placeholder, being written.
+
+use leptos::prelude::*;
+
+#[component]
+pub fn OfferingsPage() -> impl IntoView {
+    view! { <h1>"OfferingsPage"</h1> }
+}

@@ -1,0 +1,8 @@
+//! Placeholder, being written.
+
+use leptos::prelude::*;
+
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    view! { <h1>"UsersPage"</h1> }
+}
