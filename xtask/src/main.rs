@@ -6,6 +6,7 @@
 //! in Rust rather than shell so that process lifetimes (servers started for tests are always stopped),
 //! timeouts and the final test count are handled in one place that can be unit tested.
 
+mod bench;
 mod e2e;
 mod postgres;
 mod proc;
@@ -32,6 +33,9 @@ commands:
                      cluster (PARAPET_TEST_POSTGRES_URL=throwaway forces one)
   e2e                like `test`, but only builds and runs the Playwright end-to-end tests
   tools              only install the missing tools
+  bench-api [--vms N] [--seconds S] [--connections C]
+                     p50/p99 of GET /api/v1/vms with N VMs (default 5000) on SQLite and PostgreSQL,
+                     loaded by wrk from a second process; prints figures, asserts no times
   help               this text";
 
 /// Set by SIGINT / SIGTERM / SIGHUP; every wait loop checks it so that xtask can stop what it started.
@@ -146,6 +150,7 @@ fn run() -> Result<ExitCode> {
             tools::ensure(&ctx, &tools::Needs { chromium: true, postgres_package: false, libvirt: true })?;
             Ok(ExitCode::SUCCESS)
         }
+        "bench-api" => bench::run(&ctx, &bench::Options::parse(&rest)?),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
