@@ -1,5 +1,7 @@
 //! One host: its summary (address, hypervisor, placement, capacity and allocation, connection, heartbeat,
-//! tags, storage pools) and the table of its VMs with Start/Stop buttons. Everything updates live.
+//! tags, storage pools), the host operations of `host_actions` (enable/disable for new VMs, maintenance,
+//! tags, removal), the progress of a maintenance, and the table of its VMs with Start/Stop buttons.
+//! Everything updates live from the store.
 
 use crate::api_client::{self, ClientError};
 use crate::components::badges::{AllocationBadge, ConnectionBadge, FlagBadge, VmStateBadge};
@@ -8,9 +10,10 @@ use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow, UsageBar};
 use crate::components::time::RelativeTime;
 use crate::components::vm_power::VmPowerButtons;
+use crate::pages::host_actions::{HostActions, HostTags, count};
 use crate::session::Session;
 use crate::store::Store;
-use api::v1::{Host, HypervisorKind, StorageKind};
+use api::v1::{Host, HypervisorKind, MaintenanceProgress, StorageKind};
 use api::{HostId, VmId};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -103,7 +106,10 @@ fn HostView(fetched: Host) -> impl IntoView {
                     })
                 }}
             </div>
+            <HostActions host />
         </header>
+
+        <MaintenancePanel host />
 
         <section class="summary-grid" aria-label="Host summary">
             <div class="panel">
@@ -136,17 +142,7 @@ fn HostView(fetched: Host) -> impl IntoView {
                     </dd>
                     <dt>"Tags"</dt>
                     <dd>
-                        {move || {
-                            let tags = host.with(|host| host.tags.clone());
-                            if tags.is_empty() {
-                                view! { <span class="muted">"none"</span> }.into_any()
-                            } else {
-                                tags.into_iter()
-                                    .map(|tag| view! { <span class="tag">{tag}</span> })
-                                    .collect_view()
-                                    .into_any()
-                            }
-                        }}
+                        <HostTags host />
                     </dd>
                 </dl>
             </div>
@@ -294,5 +290,84 @@ fn HostVmRow(id: VmId) -> impl IntoView {
                 </tr>
             }
         })
+    }
+}
+
+/// How moving the host's VMs away for maintenance goes, while the host has maintenance progress. The
+/// panel stays in place while its numbers change, so that screen readers announce the status line.
+#[component]
+fn MaintenancePanel(host: Memo<Host>) -> impl IntoView {
+    let store = Store::expect();
+    let id = host.with_untracked(|host| host.id);
+    let progress = Memo::new(move |_| host.with(|host| host.maintenance.clone()));
+    let shown = Memo::new(move |_| progress.with(Option::is_some));
+    let finished = Memo::new(move |_| progress.with(|progress| progress.as_ref().is_some_and(|p| p.finished)));
+    let numbers =
+        Memo::new(move |_| progress.with(|progress| progress.as_ref().map_or((0, 0), |p| (p.moved, p.total))));
+    let failed =
+        Memo::new(move |_| progress.with(|progress| progress.as_ref().map(|p| p.failed.clone()).unwrap_or_default()));
+    let status = move || {
+        progress.with(|progress| progress.as_ref().map(|progress| status_text(progress, store.host_vm_counts(id).1)))
+    };
+    let percent = move || {
+        let (moved, total) = numbers.get();
+        if total == 0 { 100 } else { u64::from(moved.min(total)) * 100 / u64::from(total) }
+    };
+    move || {
+        shown.get().then(|| {
+            view! {
+                <section class="panel maintenance-panel" aria-label="Maintenance progress">
+                    <h2>{move || if finished.get() { "Maintenance" } else { "Entering maintenance" }}</h2>
+                    <Show when=move || !finished.get()>
+                        <div
+                            class="maintenance-bar"
+                            role="progressbar"
+                            aria-label="VMs moved"
+                            aria-valuemin="0"
+                            aria-valuemax=move || numbers.get().1
+                            aria-valuenow=move || numbers.get().0
+                            aria-valuetext=move || {
+                                let (moved, total) = numbers.get();
+                                format!("{moved} of {total} VMs moved")
+                            }
+                        >
+                            <span class="maintenance-fill" style:width=move || format!("{}%", percent())></span>
+                        </div>
+                    </Show>
+                    <p class="maintenance-status" role="status">{status}</p>
+                    {move || {
+                        let failed = failed.get();
+                        (!failed.is_empty()).then(|| {
+                            view! {
+                                <h3 class="maintenance-failures-title">"Could not move"</h3>
+                                <ul class="maintenance-failures" aria-label="VMs that could not be moved">
+                                    {failed.into_iter().map(|reason| view! { <li>{reason}</li> }).collect_view()}
+                                </ul>
+                            }
+                        })
+                    }}
+                </section>
+            }
+        })
+    }
+}
+
+/// The maintenance status line: how far the move is, or how it ended; `vms_left` counts the VMs on the
+/// host now (the stopped ones are never moved).
+fn status_text(progress: &MaintenanceProgress, vms_left: usize) -> String {
+    let MaintenanceProgress { total, moved, current, failed, finished } = progress;
+    if !finished {
+        let now = current.as_ref().map(|vm| format!(". Moving {vm} now.")).unwrap_or_default();
+        return format!("{moved} of {total} VMs moved{now}");
+    }
+    match (failed.len(), vms_left) {
+        (0, 0) => "In maintenance: no VMs left on this host".to_owned(),
+        (0, left) => format!(
+            "In maintenance: no running VMs left on this host; its {} stay here",
+            count(left, "stopped VM", "stopped VMs")
+        ),
+        (failed, _) => {
+            format!("In maintenance, but {} could not be moved and still run on this host", count(failed, "VM", "VMs"))
+        }
     }
 }

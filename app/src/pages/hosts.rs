@@ -1,5 +1,7 @@
-//! The hosts list: every host with its agent connection, allocation, CPU/memory allocation, VMs and the
-//! age of its last heartbeat (re-rendered every second). Rows update live from the store.
+//! The hosts list: every host (its name links to its page) with its agent connection, allocation
+//! (enabled, disabled or maintenance, plus "3/5 moved" while a maintenance moves its VMs away),
+//! CPU/memory allocation, VMs and the age of its last heartbeat (re-rendered every second). Rows update
+//! live from the store.
 
 use crate::components::badges::{AllocationBadge, ConnectionBadge};
 use crate::components::error_view::{ErrorView, Loading};
@@ -85,6 +87,17 @@ fn HostRow(id: HostId) -> impl IntoView {
                     </td>
                     <td>
                         <AllocationBadge allocation=host.allocation />
+                        {host
+                            .maintenance
+                            .as_ref()
+                            .filter(|progress| !progress.finished)
+                            .map(|progress| {
+                                view! {
+                                    <span class="maintenance-hint">
+                                        {format!("{}/{} moved", progress.moved, progress.total)}
+                                    </span>
+                                }
+                            })}
                     </td>
                     <td class="usage-cell">
                         <span class="usage-text">

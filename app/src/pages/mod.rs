@@ -3,6 +3,7 @@
 pub mod account;
 pub mod audit;
 pub mod clusters;
+pub mod host_actions;
 pub mod host_detail;
 pub mod hosts;
 pub mod infrastructure;

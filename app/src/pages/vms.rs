@@ -1,7 +1,9 @@
-//! The VM list: every VM with its state badge, placement, size, HA protection and Start/Stop buttons,
-//! filterable by name and state. Rows update live from the store.
+//! The VM list: every VM (its name linking to its page) with its state badge, placement, size, HA
+//! protection and Start/Stop buttons, filterable by name and state, and the "Deploy VM" button. Rows
+//! update live from the store.
 
 use crate::components::badges::{FlagBadge, VmStateBadge};
+use crate::components::deploy_dialog::DeployVmButton;
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
@@ -12,8 +14,15 @@ use api::VmId;
 use api::v1::{RestartPriority, Vm, VmState};
 use leptos::prelude::*;
 
-const STATES: [VmState; 6] =
-    [VmState::Running, VmState::Starting, VmState::Stopping, VmState::Stopped, VmState::Unknown, VmState::Error];
+const STATES: [VmState; 7] = [
+    VmState::Running,
+    VmState::Starting,
+    VmState::Stopping,
+    VmState::Migrating,
+    VmState::Stopped,
+    VmState::Unknown,
+    VmState::Error,
+];
 
 #[component]
 pub fn VmsPage() -> impl IntoView {
@@ -29,14 +38,19 @@ pub fn VmsPage() -> impl IntoView {
 
     view! {
         <div class="page">
-            <header class="page-header">
-                <h1>"Virtual machines"</h1>
-                <p class="page-summary">
-                    {move || {
-                        let (running, total) = store.vm_counts(|_| true);
-                        format!("{running} of {total} running")
-                    }}
-                </p>
+            <header class="page-header page-header-split">
+                <div>
+                    <h1>"Virtual machines"</h1>
+                    <p class="page-summary">
+                        {move || {
+                            let (running, total) = store.vm_counts(|_| true);
+                            format!("{running} of {total} running")
+                        }}
+                    </p>
+                </div>
+                <div class="page-actions">
+                    <DeployVmButton />
+                </div>
             </header>
             <div class="toolbar">
                 <label class="toolbar-field">
@@ -123,7 +137,9 @@ fn VmRow(id: VmId) -> impl IntoView {
             let cluster = vm.cluster_id.map_or_else(|| "—".to_owned(), |cluster_id| store.cluster_name(cluster_id));
             view! {
                 <tr>
-                    <th scope="row">{vm.name.clone()}</th>
+                    <th scope="row">
+                        <a href=format!("/vms/{}", vm.id)>{vm.name.clone()}</a>
+                    </th>
                     <td>
                         <VmStateBadge state=vm.state />
                         {vm

@@ -1,0 +1,427 @@
+//! Host operations on the host detail page: disable or enable a host for new VMs, enter or cancel
+//! maintenance, edit its tags, and remove an empty host. They need the `ManagePool` ability; other roles
+//! see "Why can't I change this host?" instead. The host comes from the live store, so what the server's
+//! events say shows here without a reload; a refusal shows the server's own message.
+
+use crate::api_client;
+use crate::components::dialog::{Dialog, FormError, WhyNot};
+use crate::session::{Ability, Session};
+use crate::store::Store;
+use api::v1::{AgentConnection, Host, HostAllocation, UpdateHostRequest, VmState};
+use leptos::ev::SubmitEvent;
+use leptos::html;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos::web_sys::HtmlElement;
+use leptos_router::NavigateOptions;
+use leptos_router::hooks::use_navigate;
+
+/// The longest tag the server accepts.
+const TAG_MAX: usize = 64;
+
+/// "1 VM", "3 VMs".
+pub(super) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The tags typed as "ssd, gpu": trimmed, empty ones and repeats dropped (the first stays), and checked
+/// as the server checks them (1 to 64 characters, no whitespace).
+fn parse_tags(text: &str) -> Result<Vec<String>, String> {
+    let mut tags: Vec<String> = Vec::new();
+    for tag in text.split(',').map(str::trim).filter(|tag| !tag.is_empty()) {
+        if tag.contains(char::is_whitespace) {
+            return Err(format!("Tags: \"{tag}\" contains a space; separate tags with commas."));
+        }
+        if tag.len() > TAG_MAX {
+            return Err(format!("Tags: \"{tag}\" is longer than {TAG_MAX} characters."));
+        }
+        if !tags.iter().any(|known| known == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
+    Ok(tags)
+}
+
+/// Moves the keyboard focus to `element` once it is on the page (the `autofocus` attribute only works
+/// on the first page load of a single-page app).
+fn focus_when_mounted(element: impl Fn() -> Option<HtmlElement> + 'static) {
+    Effect::new(move || {
+        if let Some(element) = element() {
+            // Focusing only fails for elements that cannot take focus; nothing to do then.
+            let _ = element.focus();
+        }
+    });
+}
+
+/// The toolbar of host operations, or why the signed-in role has none.
+#[component]
+pub fn HostActions(host: Memo<Host>) -> impl IntoView {
+    // Read once, untracked: see `crate::components::vm_power`.
+    match Session::expect().may_untracked(Ability::ManagePool) {
+        Ok(()) => view! { <Operations host /> }.into_any(),
+        Err(reason) => view! { <WhyNot action="change this host" reason /> }.into_any(),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Maintenance,
+    Remove,
+}
+
+#[derive(Clone, Copy)]
+enum Call {
+    Allocation(HostAllocation),
+    CancelMaintenance,
+}
+
+#[component]
+fn Operations(host: Memo<Host>) -> impl IntoView {
+    let store = Store::expect();
+    let session = Session::expect();
+    let id = host.with_untracked(|host| host.id);
+    let busy = RwSignal::new(false);
+    let open = RwSignal::new(None::<Open>);
+    let allocation = Memo::new(move |_| host.with(|host| host.allocation));
+    let in_maintenance = Memo::new(move |_| {
+        host.with(|host| host.allocation == HostAllocation::Maintenance || host.maintenance.is_some())
+    });
+    // The host's own count, or the live VM map's when a VM event came before the host's.
+    let vms = Memo::new(move |_| host.with(|host| host.vm_count as usize).max(store.host_vm_counts(id).1));
+    let close = Callback::new(move |()| open.set(None));
+
+    let run = move |call: Call| {
+        busy.set(true);
+        spawn_local(async move {
+            let answer = match call {
+                Call::Allocation(allocation) => {
+                    api_client::update_host(id, &UpdateHostRequest { allocation: Some(allocation), tags: None }).await
+                }
+                Call::CancelMaintenance => api_client::cancel_maintenance(id).await,
+            };
+            match answer {
+                Ok(host) => store.upsert_host(host),
+                Err(error) => store.report(session, &error),
+            }
+            busy.set(false);
+        });
+    };
+
+    let placement = move || {
+        if in_maintenance.get() {
+            return view! {
+                <button
+                    type="button"
+                    class="button"
+                    title="The host takes new VMs again; VMs already moved stay where they are"
+                    disabled=move || busy.get()
+                    on:click=move |_| run(Call::CancelMaintenance)
+                >
+                    "Cancel maintenance"
+                </button>
+            }
+            .into_any();
+        }
+        let (word, target, hint) = match allocation.get() {
+            HostAllocation::Disabled => {
+                ("Enable for new VMs", HostAllocation::Enabled, "Placement may put new VMs on this host again")
+            }
+            _ => (
+                "Disable for new VMs",
+                HostAllocation::Disabled,
+                "Placement skips this host; the VMs on it stay and keep running",
+            ),
+        };
+        view! {
+            <button
+                type="button"
+                class="button"
+                title=hint
+                disabled=move || busy.get()
+                on:click=move |_| run(Call::Allocation(target))
+            >
+                {word}
+            </button>
+            <button
+                type="button"
+                class="button"
+                disabled=move || busy.get()
+                on:click=move |_| open.set(Some(Open::Maintenance))
+            >
+                "Enter maintenance"
+            </button>
+        }
+        .into_any()
+    };
+
+    let removal = move || match vms.get() {
+        0 => view! {
+            <button type="button" class="button button-danger" on:click=move |_| open.set(Some(Open::Remove))>
+                "Remove host"
+            </button>
+        }
+        .into_any(),
+        n => view! {
+            <WhyNot action="remove this host" reason=format!("Move or destroy its {} first.", count(n, "VM", "VMs")) />
+        }
+        .into_any(),
+    };
+
+    view! {
+        <div class="host-actions" role="group" aria-label="Host operations">
+            {placement}
+            {removal}
+        </div>
+        {move || match open.get() {
+            Some(Open::Maintenance) => view! { <MaintenanceDialog host close /> }.into_any(),
+            Some(Open::Remove) => view! { <RemoveDialog host close /> }.into_any(),
+            None => ().into_any(),
+        }}
+    }
+}
+
+/// "Enter maintenance on NAME": says what will happen to its VMs, then asks the server to do it.
+#[component]
+fn MaintenanceDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
+    let store = Store::expect();
+    let session = Session::expect();
+    let (id, name, cluster) = host.with_untracked(|host| (host.id, host.name.clone(), host.cluster_id));
+    let cluster = store.clusters.with_untracked(|clusters| clusters.get(&cluster).map(|cluster| cluster.name.clone()));
+    // The server moves the VMs that run, or may run (state unknown), on the host.
+    let to_move = Memo::new(move |_| {
+        store.vm_counts(|vm| vm.host_id == Some(id) && matches!(vm.state, VmState::Running | VmState::Unknown)).1
+    });
+    let pending = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let confirm = NodeRef::<html::Button>::new();
+    focus_when_mounted(move || confirm.get().map(HtmlElement::from));
+
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        pending.set(true);
+        error.set(None);
+        spawn_local(async move {
+            match api_client::enter_maintenance(id).await {
+                Ok(host) => {
+                    store.upsert_host(host);
+                    close.run(());
+                }
+                Err(failure) => {
+                    session.notice(&failure);
+                    error.set(Some(failure.to_string()));
+                }
+            }
+            pending.set(false);
+        });
+    };
+    let destination = cluster
+        .map_or_else(|| "other hosts of its cluster".to_owned(), |cluster| format!("other hosts of cluster {cluster}"));
+    let host_name = name.clone();
+    let plan = move || match to_move.get() {
+        0 => format!("{host_name} has no running VMs, so it goes into maintenance at once."),
+        n => format!(
+            "Its {} will first be live-migrated to {destination}, one at a time. If any of them has nowhere \
+             to go, the server refuses and nothing changes.",
+            count(n, "running VM", "running VMs")
+        ),
+    };
+
+    view! {
+        <Dialog title=format!("Enter maintenance on {name}") on_close=close>
+            <form class="host-dialog-form" on:submit=submit>
+                <p>{plan}</p>
+                <p>"Stopped VMs stay on the host. No new VMs are placed on it until maintenance is cancelled."</p>
+                <FormError error />
+                <div class="dialog-actions">
+                    <button type="button" class="button button-quiet" on:click=move |_| close.run(())>
+                        "Cancel"
+                    </button>
+                    <button type="submit" class="button button-primary" node_ref=confirm disabled=move || pending.get()>
+                        "Start maintenance"
+                    </button>
+                </div>
+            </form>
+        </Dialog>
+    }
+}
+
+/// "Remove host NAME": the name must be typed to confirm; afterwards the console goes to the host list.
+#[component]
+fn RemoveDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
+    let store = Store::expect();
+    let session = Session::expect();
+    let navigate = use_navigate();
+    let (id, name) = host.with_untracked(|host| (host.id, host.name.clone()));
+    let typed = RwSignal::new(String::new());
+    let pending = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let field = NodeRef::<html::Input>::new();
+    focus_when_mounted(move || field.get().map(HtmlElement::from));
+    let connected = move || host.with(|host| host.connection == AgentConnection::Connected);
+
+    let expected = name.clone();
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        if typed.with(|typed| typed.trim() != expected) {
+            error.set(Some(format!("Host name: type \"{expected}\" exactly to confirm.")));
+            return;
+        }
+        pending.set(true);
+        error.set(None);
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            match api_client::remove_host(id).await {
+                Ok(()) => {
+                    navigate("/hosts", NavigateOptions::default());
+                    store.hosts.update(|hosts| {
+                        hosts.remove(&id);
+                    });
+                }
+                Err(failure) => {
+                    session.notice(&failure);
+                    error.set(Some(failure.to_string()));
+                }
+            }
+            pending.set(false);
+        });
+    };
+
+    view! {
+        <Dialog title=format!("Remove host {name}") on_close=close>
+            <form class="host-dialog-form" on:submit=submit>
+                <p>{format!("{name} leaves the inventory for good.")}</p>
+                <Show when=connected>
+                    <p class="host-warning">
+                        "Its agent is still connected: the server only removes a host whose agent has been stopped."
+                    </p>
+                </Show>
+                <div class="field">
+                    <label for="remove-host-name">"Host name"</label>
+                    <input
+                        id="remove-host-name"
+                        type="text"
+                        autocomplete="off"
+                        spellcheck="false"
+                        aria-describedby="remove-host-name-hint"
+                        node_ref=field
+                        bind:value=typed
+                    />
+                    <span id="remove-host-name-hint" class="field-hint">
+                        {format!("Type {name} to confirm.")}
+                    </span>
+                </div>
+                <FormError error />
+                <div class="dialog-actions">
+                    <button type="button" class="button button-quiet" on:click=move |_| close.run(())>
+                        "Cancel"
+                    </button>
+                    <button type="submit" class="button button-danger" disabled=move || pending.get()>
+                        "Remove permanently"
+                    </button>
+                </div>
+            </form>
+        </Dialog>
+    }
+}
+
+/// The host's tags as chips, with "Edit tags" for those who may change them.
+#[component]
+pub fn HostTags(host: Memo<Host>) -> impl IntoView {
+    let permitted = Session::expect().may_untracked(Ability::ManagePool).is_ok();
+    let open = RwSignal::new(false);
+    let tags = Memo::new(move |_| host.with(|host| host.tags.clone()));
+    let chips = move || {
+        let tags = tags.get();
+        if tags.is_empty() {
+            view! { <span class="muted">"none"</span> }.into_any()
+        } else {
+            tags.into_iter().map(|tag| view! { <span class="tag">{tag}</span> }).collect_view().into_any()
+        }
+    };
+    view! {
+        <div class="host-tags">
+            {chips}
+            {permitted
+                .then(|| {
+                    view! {
+                        <button type="button" class="button button-small button-quiet" on:click=move |_| open.set(true)>
+                            "Edit tags"
+                        </button>
+                    }
+                })}
+        </div>
+        {move || open.get().then(|| view! { <TagsDialog host close=Callback::new(move |()| open.set(false)) /> })}
+    }
+}
+
+/// "Tags of NAME": a comma-separated field, checked like the server checks it, saved with one PATCH.
+#[component]
+fn TagsDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
+    let store = Store::expect();
+    let session = Session::expect();
+    let (id, name, tags) = host.with_untracked(|host| (host.id, host.name.clone(), host.tags.clone()));
+    let text = RwSignal::new(tags.join(", "));
+    let pending = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let field = NodeRef::<html::Input>::new();
+    focus_when_mounted(move || field.get().map(HtmlElement::from));
+
+    let submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        let tags = match text.with(|text| parse_tags(text)) {
+            Ok(tags) => tags,
+            Err(message) => {
+                error.set(Some(message));
+                return;
+            }
+        };
+        pending.set(true);
+        error.set(None);
+        spawn_local(async move {
+            match api_client::update_host(id, &UpdateHostRequest { allocation: None, tags: Some(tags) }).await {
+                Ok(host) => {
+                    store.upsert_host(host);
+                    close.run(());
+                }
+                Err(failure) => {
+                    session.notice(&failure);
+                    error.set(Some(failure.to_string()));
+                }
+            }
+            pending.set(false);
+        });
+    };
+
+    view! {
+        <Dialog title=format!("Tags of {name}") on_close=close>
+            <form class="host-dialog-form" on:submit=submit>
+                <div class="field">
+                    <label for="host-tags">"Tags"</label>
+                    <input
+                        id="host-tags"
+                        type="text"
+                        autocomplete="off"
+                        spellcheck="false"
+                        placeholder="ssd, gpu"
+                        aria-describedby="host-tags-hint"
+                        node_ref=field
+                        bind:value=text
+                    />
+                    <span id="host-tags-hint" class="field-hint">
+                        "Separate tags with commas. Each tag is 1 to 64 characters without spaces. "
+                        "VMs of an offering with host tags are only placed on hosts that have all of them."
+                    </span>
+                </div>
+                <FormError error />
+                <div class="dialog-actions">
+                    <button type="button" class="button button-quiet" on:click=move |_| close.run(())>
+                        "Cancel"
+                    </button>
+                    <button type="submit" class="button button-primary" disabled=move || pending.get()>
+                        "Save tags"
+                    </button>
+                </div>
+            </form>
+        </Dialog>
+    }
+}
