@@ -76,6 +76,28 @@ pub struct Cluster {
     pub name: String,
     pub ha_enabled: bool,
     pub oobm_enabled: bool,
+    /// How many host failures the operator wants this cluster to survive (XenCenter's "server
+    /// failure limit"); set through `PUT /clusters/{id}/ha/failure-limit`.
+    #[serde(default)]
+    pub ha_failure_limit: u32,
+    /// The failover plan as the server last evaluated it; `null` before the first evaluation.
+    /// `GET /clusters/{id}/ha/plan` computes it live.
+    #[serde(default)]
+    pub ha_plan: Option<ClusterPlanSummary>,
+}
+
+/// A cluster's failover plan in brief, as last evaluated (after every inventory change).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPlanSummary {
+    /// `null` when not even today's protected VMs can all run.
+    pub max_failure_capacity: Option<u32>,
+    /// min(failure limit, capacity).
+    pub plan_exists_for: u32,
+    /// capacity < failure limit (or no plan at all).
+    pub overcommitted: bool,
+    /// How the capacity was proven: `exact`, `bound`, `trivial` or `none` (see `PlanReport::method`).
+    pub method: String,
+    pub evaluated_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,6 +329,36 @@ mod tests {
         let json = serde_json::to_value(Event::InventoryChanged).unwrap();
         assert_eq!(json, serde_json::json!({"kind": "inventory-changed"}));
     }
+
+    #[test]
+    fn an_overcommit_conflict_reads_as_an_api_error_too() {
+        let conflict = OvercommitConflict {
+            code: "would-overcommit".into(),
+            message: "starting VM \"x\" would leave c1 able to survive 0 host failure(s)".into(),
+            cluster_id: ClusterId::new_random(),
+            cluster_name: "c1".into(),
+            action: "starting VM \"x\" on h1".into(),
+            capacity_before: Some(1),
+            capacity_after: Some(0),
+            limit: 1,
+            plan_exists_for: 1,
+            lower_limit_to: Some(0),
+            may_override: true,
+        };
+        let text = serde_json::to_string(&conflict).unwrap();
+        let error: ApiError = serde_json::from_str(&text).unwrap();
+        assert_eq!((error.code.as_str(), error.message), ("would-overcommit", conflict.message.clone()));
+        assert_eq!(serde_json::from_str::<OvercommitConflict>(&text).unwrap(), conflict);
+        assert_eq!(serde_json::to_value(OvercommitChoice::LowerLimit).unwrap(), "lower-limit");
+    }
+
+    #[test]
+    fn clusters_from_an_older_server_still_decode() {
+        let json = serde_json::json!({"id": ClusterId::new_random(), "zone_id": ZoneId::new_random(), "name": "c",
+            "ha_enabled": false, "oobm_enabled": false});
+        let cluster: Cluster = serde_json::from_value(json).unwrap();
+        assert_eq!((cluster.ha_failure_limit, cluster.ha_plan), (0, None));
+    }
 }
 
 /// An account as pool admins manage it (never with its password hash).
@@ -362,6 +414,10 @@ pub struct AuditEntry {
     pub outcome: String,
     pub status: u16,
     pub client: String,
+    /// What the call decided beyond its status, e.g. `overcommit=proceed: cluster-a becomes
+    /// overcommitted (capacity 1 -> 0, limit 1)`.
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// Filters of `GET /api/v1/audit`; all optional.
@@ -586,4 +642,181 @@ pub struct PlanSimulateResponse {
     /// Each single-host failure (when no failure set was asked for), or the asked one.
     pub failures: Vec<PlanFailure>,
     pub admission: Option<PlanAdmission>,
+}
+
+/// `PUT /api/v1/clusters/{id}/ha/failure-limit`: how many host failures the cluster should survive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetFailureLimitRequest {
+    pub limit: u32,
+    /// Set a limit above the current capacity anyway: the cluster becomes overcommitted. Without
+    /// it such a limit is refused with 409 `limit-above-capacity`.
+    #[serde(default)]
+    pub confirm_overcommit: bool,
+}
+
+/// `GET /api/v1/clusters/{id}/ha/plan`: the cluster's failover plan computed now from the inventory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterHaPlan {
+    pub cluster_id: ClusterId,
+    pub cluster_name: String,
+    pub failure_limit: u32,
+    /// The `ha.tag` setting: hosts carrying it count as dedicated HA hosts. `null` when not set.
+    pub ha_tag: Option<String>,
+    pub report: PlanReport,
+    /// The pool the report was computed from (the planner's input), for what-if questions through
+    /// `POST /api/v1/ha/plan/simulate`. VMs that are not running are left out: HA protects a VM
+    /// while it runs.
+    pub pool: PlanPool,
+}
+
+/// Name of the query parameter that carries an [`OvercommitChoice`] on the routes that admission
+/// control checks: `POST /vms`, `POST /vms/{id}/start`, `POST /vms/{id}/migrate`,
+/// `PATCH /vms/{id}/ha`, `PATCH /hosts/{id}`, `POST /hosts/{id}/maintenance`, `DELETE /hosts/{id}`.
+pub const OVERCOMMIT_PARAM: &str = "overcommit";
+
+/// What to do when an action would break a cluster's failover plan (pool operators and up only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OvercommitChoice {
+    /// Go ahead: the cluster becomes overcommitted.
+    Proceed,
+    /// Lower the cluster's failure limit to the capacity after the action, then go ahead.
+    LowerLimit,
+}
+
+impl OvercommitChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OvercommitChoice::Proceed => "proceed",
+            OvercommitChoice::LowerLimit => "lower-limit",
+        }
+    }
+}
+
+/// The 409 answer (code `would-overcommit`) of an action that would break the failover plan. A
+/// superset of [`ApiError`]: clients that only know `ApiError` read its `code` and `message`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OvercommitConflict {
+    pub code: String,
+    pub message: String,
+    pub cluster_id: ClusterId,
+    pub cluster_name: String,
+    /// What was refused, e.g. `start VM "web-01" on kvm-a1`.
+    pub action: String,
+    /// Max failure capacity now and after the action (`null`: not even today's protected VMs fit).
+    pub capacity_before: Option<u32>,
+    pub capacity_after: Option<u32>,
+    /// The cluster's host failure limit.
+    pub limit: u32,
+    /// min(limit, capacity before): what the plan covers now and the action would break.
+    pub plan_exists_for: u32,
+    /// `?overcommit=lower-limit` sets the limit to this; `null` when no limit keeps a plan.
+    pub lower_limit_to: Option<u32>,
+    /// Whether the caller's role may proceed or lower the limit (pool operator and up).
+    pub may_override: bool,
+}
+
+/// The 409 answer (code `limit-above-capacity`) of a failure limit above the cluster's capacity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitAboveCapacity {
+    pub code: String,
+    pub message: String,
+    pub cluster_id: ClusterId,
+    pub limit: u32,
+    /// The cluster's max failure capacity now (`null`: not even today's protected VMs fit).
+    pub capacity: Option<u32>,
+}
+
+/// An alert's identifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AlertId(pub uuid::Uuid);
+
+impl AlertId {
+    pub fn new_random() -> Self {
+        AlertId(uuid::Uuid::new_v4())
+    }
+}
+
+impl std::fmt::Display for AlertId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for AlertId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(AlertId)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertSeverity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl AlertSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertSeverity::Info => "info",
+            AlertSeverity::Warning => "warning",
+            AlertSeverity::Critical => "critical",
+        }
+    }
+}
+
+/// Alert kinds the server raises. A string, not an enum, so that new kinds (HA engine, OOBM) reach
+/// older consoles as text instead of failing to decode.
+pub mod alert_kind {
+    /// A cluster's max failure capacity fell below its failure limit.
+    pub const POOL_OVERCOMMITTED: &str = "pool-overcommitted";
+    /// A cluster's max failure capacity fell.
+    pub const CAPACITY_DROPPED: &str = "capacity-dropped";
+    /// `ha.tag` is set but no host of a cluster carries it.
+    pub const NO_HA_TAG_HOST: &str = "no-ha-tag-host";
+}
+
+/// Something an operator must see. Open until acknowledged; `cleared_at` says when its condition ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: AlertId,
+    /// See [`alert_kind`].
+    pub kind: String,
+    pub severity: AlertSeverity,
+    pub cluster_id: Option<ClusterId>,
+    pub host_id: Option<HostId>,
+    pub vm_id: Option<VmId>,
+    pub message: String,
+    pub raised_at: DateTime<Utc>,
+    /// Last time the condition was raised again with a new message or severity.
+    pub updated_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// The user name of who acknowledged it.
+    pub acknowledged_by: Option<String>,
+    /// When its condition ended (the alert stays open until acknowledged).
+    pub cleared_at: Option<DateTime<Utc>>,
+}
+
+/// Which alerts `GET /api/v1/alerts` lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertStatusFilter {
+    /// Not acknowledged yet (the default).
+    #[default]
+    Open,
+    All,
+}
+
+/// Query of `GET /api/v1/alerts`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertQuery {
+    #[serde(default)]
+    pub status: AlertStatusFilter,
+    /// At most this many, newest first [default 200, at most 1000].
+    #[serde(default)]
+    pub limit: Option<u32>,
 }

@@ -133,7 +133,10 @@ pub async fn deploy_vms(state: &AppState, pool: &DemoPool, count: usize, deadlin
                 },
             })
             .await?;
-        crate::app::vms::start(state, vm.id).await.map_err(|error| anyhow::anyhow!("starting {}: {error}", vm.name))?;
+        // Seeding: the demo's VMs start as placed; the capacity reconciler then judges the plan.
+        crate::app::vms::start_without_admission(state, vm.id)
+            .await
+            .map_err(|error| anyhow::anyhow!("starting {}: {error}", vm.name))?;
         ids.push(vm.id);
     }
     let started = Instant::now();

@@ -3,11 +3,16 @@
 use crate::db::Db;
 use api::v1::Event;
 use api::{HostId, VmId};
-use tokio::sync::broadcast;
+use std::sync::Arc;
+use tokio::sync::{Notify, broadcast};
 
+/// Every publication is also a change of the inventory, which may change a cluster's failover plan:
+/// it wakes the capacity reconciler (`ha::capacity`). Heartbeat announcements and the reconciler's
+/// own announcements use the `announce_*` methods, which do not, so they cannot keep it busy.
 #[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Event>,
+    inventory_changed: Arc<Notify>,
 }
 
 impl Default for EventBus {
@@ -19,16 +24,38 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new() -> Self {
         let (sender, _) = broadcast::channel(1024);
-        EventBus { sender }
+        EventBus { sender, inventory_changed: Arc::default() }
+    }
+
+    /// Resolves after the next inventory change (at once if one happened since the last call):
+    /// changes coalesce, so a burst wakes the waiter once.
+    pub async fn inventory_changed(&self) {
+        self.inventory_changed.notified().await;
+    }
+
+    /// Send to the console without counting as an inventory change.
+    pub fn announce(&self, event: Event) {
+        // No subscriber is fine: nobody is watching.
+        let _ = self.sender.send(event);
+    }
+
+    /// Re-read a host and announce it without counting as an inventory change (heartbeat times).
+    pub async fn announce_host(&self, db: &Db, id: HostId) {
+        match db.host_fetch(id).await {
+            Ok(Some(host)) => self.announce(Event::HostChanged { host }),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%id, error = %error_chain(&error), "cannot read a host to announce it"),
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
     }
 
+    /// Announce a change of the inventory to the console and to the capacity reconciler.
     pub fn publish(&self, event: Event) {
-        // No subscriber is fine: nobody is watching.
-        let _ = self.sender.send(event);
+        self.inventory_changed.notify_one();
+        self.announce(event);
     }
 
     /// Re-read a host (with its allocation) and announce it.

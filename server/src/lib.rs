@@ -98,6 +98,7 @@ impl Server {
             }),
             login_throttle: Arc::default(),
             migrations: Arc::default(),
+            admission_lock: Arc::default(),
             shutting_down,
         };
         Ok(Server {
@@ -114,6 +115,7 @@ impl Server {
     /// Serve until `shutdown` resolves, then finish in-flight requests and close the database.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
+        let capacity_reconciler = tokio::spawn(ha::capacity::run(state.clone()));
         let router = http::router(self.state, self.web_dir.as_deref());
         tracing::info!(address = %self.local_addr, "listening");
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -123,7 +125,9 @@ impl Server {
             // End the event streams, or graceful shutdown would wait for every open console.
             let _ = shutdown_started.send(true);
         };
-        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await.context("server failed")?;
+        let served = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
+        capacity_reconciler.abort();
+        served.context("server failed")?;
         state.db.close().await;
         tracing::info!("stopped");
         Ok(())

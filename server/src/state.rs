@@ -19,6 +19,8 @@ pub struct AppState {
     /// VMs being live-migrated by this server right now: agents' reports about them are in flux
     /// and are not applied until the hand-over is done.
     pub migrations: Arc<std::sync::Mutex<std::collections::HashSet<api::VmId>>>,
+    /// Serializes admission-control decisions with the writes they admit (see `app::admission`).
+    pub admission_lock: Arc<tokio::sync::Mutex<()>>,
     /// Turns true when the server begins to shut down: long-lived responses (event streams) end then,
     /// so graceful shutdown does not wait for browsers to close them.
     pub shutting_down: tokio::sync::watch::Receiver<bool>,

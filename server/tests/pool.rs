@@ -39,6 +39,11 @@ impl TestContext {
         let server = Server::prepare(&args.resolve().unwrap(), Some(PASSWORD.into())).await.unwrap();
         let state = server.state.clone();
         let seeded = demo::seed(&state.db, 1, hosts).await.unwrap();
+        if hosts == 1 {
+            // One host survives no host failure: its honest failure limit is 0 (else admission
+            // control refuses every protected start, as it should with the default limit of 1).
+            state.db.cluster_set_failure_limit(seeded.storage[0].0, 0).await.unwrap();
+        }
         let base = format!("http://{}", server.local_addr);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.serve(async move {
@@ -613,4 +618,133 @@ async fn shutdown_ends_open_event_streams_instead_of_waiting_for_them() {
     assert!(finished.is_ok(), "the server must stop while a console still holds its event stream");
     let ended = tokio::time::timeout(Duration::from_secs(5), async { while stream.next().await.is_some() {} }).await;
     assert!(ended.is_ok(), "the open event stream must end");
+}
+
+impl TestContext {
+    /// A client signed in as a fresh user of `role`.
+    async fn client_as(&self, role: &str) -> reqwest::Client {
+        let username = format!("it-{role}");
+        let body = serde_json::json!({"username": username, "password": "role-password-1", "role": role});
+        assert_eq!(self.post("/api/v1/users", Some(body)).await.status(), 201);
+        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        let login = client
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .header(api::v1::CSRF_HEADER, "1")
+            .json(&serde_json::json!({"username": username, "password": "role-password-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 200);
+        client
+    }
+
+    /// A stopped, protected VM of `memory_mb` on the named host, created directly in the database.
+    async fn protected_vm_on(&self, host_name: &str, name: &str, offering: api::OfferingId) -> Vm {
+        let host = self.host_named(host_name).await;
+        let storage = self.state.db.storage_pool_list().await.unwrap()[0].id;
+        self.state
+            .db
+            .vm_insert(server::db::NewVm {
+                template_id: server::db::default_template_id(),
+                network: "default",
+                name,
+                zone_id: host.zone_id,
+                host_id: Some(host.id),
+                offering_id: offering,
+                storage_pool_id: storage,
+                ha_protected: true,
+                restart_priority: api::v1::RestartPriority::Restart,
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn alerts(&self, status: &str) -> Vec<api::v1::Alert> {
+        self.get(&format!("/api/v1/alerts?status={status}")).await
+    }
+}
+
+#[tokio::test]
+async fn starting_a_protected_vm_that_breaks_the_plan_is_refused_then_proceeds_and_raises_the_alert() {
+    let context = TestContext::start(2).await;
+    // Two 64 GB hosts; each 40 GB VM fits on either, but not two on one.
+    let offering: api::v1::ComputeOffering = context
+        .post(
+            "/api/v1/offerings",
+            Some(serde_json::json!({"name": "huge-ha", "cpu_cores": 2, "cpu_mhz": 2000, "memory_mb": 40960, "offer_ha": true})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = context.protected_vm_on("kvm-a1", "p1", offering.id).await;
+    let second = context.protected_vm_on("kvm-a2", "p2", offering.id).await;
+    let cluster = context.hosts().await[0].cluster_id;
+
+    assert_eq!(context.post(&format!("/api/v1/vms/{}/start", first.id), None).await.status(), 202);
+    eventually("p1 runs and the plan shows capacity 1", 15, || async {
+        let running = context.vm(first.id).await.state == VmState::Running;
+        let clusters: Vec<api::v1::Cluster> = context.get("/api/v1/clusters").await;
+        let plan = clusters.iter().find(|c| c.id == cluster)?.ha_plan.clone()?;
+        (running && plan.max_failure_capacity == Some(1) && !plan.overcommitted).then_some(())
+    })
+    .await;
+
+    // A vm-operator is refused and may only cancel.
+    let vm_operator = context.client_as("vm-operator").await;
+    let start = format!("{}/api/v1/vms/{}/start", context.base, second.id);
+    let response = vm_operator.post(&start).header(api::v1::CSRF_HEADER, "1").send().await.unwrap();
+    assert_eq!(response.status(), 409);
+    let conflict: api::v1::OvercommitConflict = response.json().await.unwrap();
+    assert_eq!(conflict.code, "would-overcommit");
+    assert_eq!(
+        (conflict.capacity_before, conflict.capacity_after, conflict.limit, conflict.may_override),
+        (Some(1), Some(0), 1, false)
+    );
+    assert!(
+        conflict.message.contains("p2") && conflict.message.contains("Only a pool operator"),
+        "{}",
+        conflict.message
+    );
+    let response =
+        vm_operator.post(format!("{start}?overcommit=proceed")).header(api::v1::CSRF_HEADER, "1").send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let error: api::v1::ApiError = response.json().await.unwrap();
+    assert!(error.message.contains("vm-operator"), "{}", error.message);
+    assert_eq!(context.vm(second.id).await.state, VmState::Stopped, "refused starts leave the VM stopped");
+    assert!(context.alerts("all").await.is_empty(), "nothing is overcommitted yet");
+
+    // A pool operator proceeds: the VM starts, the pool becomes overcommitted and says so.
+    let operator = context.client_as("pool-operator").await;
+    let response =
+        operator.post(format!("{start}?overcommit=proceed")).header(api::v1::CSRF_HEADER, "1").send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    eventually("p2 runs", 15, || async { (context.vm(second.id).await.state == VmState::Running).then_some(()) }).await;
+    let alerts = eventually("the overcommit and capacity alerts are raised", 15, || async {
+        let alerts = context.alerts("open").await;
+        let kinds: Vec<&str> = alerts.iter().map(|alert| alert.kind.as_str()).collect();
+        (kinds.contains(&"pool-overcommitted") && kinds.contains(&"capacity-dropped")).then_some(alerts)
+    })
+    .await;
+    let overcommitted = alerts.iter().find(|alert| alert.kind == "pool-overcommitted").unwrap();
+    assert_eq!((overcommitted.cluster_id, overcommitted.severity), (Some(cluster), api::v1::AlertSeverity::Warning));
+    assert!(overcommitted.message.contains("can survive 0 host failure(s)"), "{}", overcommitted.message);
+    let dropped = alerts.iter().find(|alert| alert.kind == "capacity-dropped").unwrap();
+    assert!(dropped.message.contains("from 1 to 0"), "{}", dropped.message);
+    assert_eq!(alerts.iter().filter(|alert| alert.kind == "pool-overcommitted").count(), 1, "one condition, one alert");
+
+    let audit: Vec<api::v1::AuditEntry> = context.get("/api/v1/audit?target=overcommit=proceed").await;
+    let decision = audit.iter().find(|entry| entry.status == 202).expect("the override is in the audit log");
+    assert_eq!(decision.actor, "it-pool-operator");
+    assert!(decision.detail.as_deref().unwrap_or_default().contains("becomes overcommitted"), "{decision:?}");
+
+    // Once p2 stops the pool is whole again: the overcommit alert clears (and stays listed until acknowledged).
+    assert_eq!(context.post(&format!("/api/v1/vms/{}/stop?force=true", second.id), None).await.status(), 202);
+    eventually("the overcommit alert is cleared", 15, || async {
+        let alerts = context.alerts("all").await;
+        let alert = alerts.iter().find(|alert| alert.kind == "pool-overcommitted")?;
+        alert.cleared_at.map(|_| ())
+    })
+    .await;
+    context.stop().await;
 }

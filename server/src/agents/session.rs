@@ -187,7 +187,8 @@ async fn handle(
                 tracing::warn!(host = %host_name, error = %error_chain(&error), "cannot record a heartbeat");
             }
             if seq % ANNOUNCE_EVERY_HEARTBEATS == 0 {
-                state.events.publish_host(&state.db, host_id).await;
+                // Only the heartbeat time moved: the failover plan did not change.
+                state.events.announce_host(&state.db, host_id).await;
             }
         }
         AgentMessage::Inventory { vms } => {

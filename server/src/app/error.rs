@@ -3,6 +3,7 @@
 
 use crate::agents::AgentError;
 use crate::db::DbError;
+use api::v1::{LimitAboveCapacity, OvercommitConflict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -16,6 +17,15 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with its own stable code (e.g. `limit-cannot-help`).
+    #[error("{message}")]
+    CodedConflict { code: &'static str, message: String },
+    /// The action would break the cluster's failover plan (409 `would-overcommit`, with figures).
+    #[error("{}", .0.message)]
+    WouldOvercommit(Box<OvercommitConflict>),
+    /// A failure limit above the cluster's capacity, not confirmed (409 `limit-above-capacity`).
+    #[error("{}", .0.message)]
+    LimitAboveCapacity(Box<LimitAboveCapacity>),
     #[error("{0}")]
     TooManyRequests(String),
     #[error("{0}")]
@@ -28,6 +38,10 @@ pub enum AppError {
 impl AppError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         AppError::BadRequest { code, message: message.into() }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::CodedConflict { code, message: message.into() }
     }
 
     pub fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {

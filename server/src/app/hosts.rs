@@ -1,8 +1,10 @@
 //! Hosts as their agents announce them: registration rules and what a lost connection means.
 
 use super::AppError;
+use super::admission::{self, Admission};
 use crate::db::ZoneRecord;
 use crate::events::error_chain;
+use crate::ha::pool::Change;
 use crate::state::AppState;
 use api::HostId;
 use api::agent::HostRegistration;
@@ -50,11 +52,14 @@ pub async fn mark_disconnected(state: &AppState, host_id: HostId) {
     state.events.publish_host(&state.db, host_id).await;
 }
 
-/// Enable or disable a host for new VMs, and set its tags. Maintenance has its own path.
+/// Enable or disable a host for new VMs, and set its tags. Maintenance has its own path. Disabling
+/// (or re-tagging, which may change dedicated HA hosts) asks admission control first; a lowered limit
+/// is written in the same transaction.
 pub async fn update(
     state: &AppState,
     id: HostId,
     request: api::v1::UpdateHostRequest,
+    admission: &Admission,
 ) -> Result<api::v1::Host, AppError> {
     if request.allocation == Some(api::v1::HostAllocation::Maintenance) {
         return Err(AppError::bad_request(
@@ -70,23 +75,47 @@ pub async fn update(
             format!("tags: {tag:?} must be 1 to 64 characters without spaces"),
         ));
     }
+    let current = state.db.host_fetch(id).await?.ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))?;
+    let action = match request.allocation {
+        Some(allocation) if allocation != current.allocation => {
+            format!(
+                "setting host {} to {}",
+                current.name,
+                if allocation == api::v1::HostAllocation::Enabled { "enabled" } else { "disabled" }
+            )
+        }
+        _ => format!("changing host {}", current.name),
+    };
+    let change = Change::UpdateHost { host: id, allocation: request.allocation, tags: request.tags.clone() };
+    let verdict = admission::check(state, admission, current.cluster_id, action, change).await?;
     let host = state
         .db
-        .host_update(id, request.allocation, request.tags.as_deref())
+        .host_update(id, request.allocation, request.tags.as_deref(), verdict.limit_change)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))?;
+    let limit_lowered = verdict.limit_change.is_some();
+    drop(verdict);
     state.events.publish(api::v1::Event::HostChanged { host: host.clone() });
+    if limit_lowered {
+        state.events.publish(api::v1::Event::InventoryChanged);
+    }
     Ok(host)
 }
 
 /// Remove a host that has no VMs and whose agent is gone (a connected agent would re-register it).
-pub async fn remove(state: &AppState, id: HostId) -> Result<(), AppError> {
+/// Asks admission control first (a host that is down and empty changes no plan, so this rarely
+/// refuses); a lowered limit is written in the same transaction as the removal.
+pub async fn remove(state: &AppState, id: HostId, admission: &Admission) -> Result<(), AppError> {
     if state.hub.is_connected(id) {
         return Err(AppError::Conflict("the host's agent is still connected; stop the agent first".into()));
     }
-    if !state.db.host_delete(id).await? {
+    let host = state.db.host_fetch(id).await?.ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))?;
+    let action = format!("removing host {}", host.name);
+    let verdict = admission::check(state, admission, host.cluster_id, action, Change::RemoveHost { host: id }).await?;
+    if !state.db.host_delete(id, verdict.limit_change).await? {
         return Err(AppError::NotFound(format!("no host with id {id}")));
     }
+    drop(verdict);
     state.events.publish(api::v1::Event::InventoryChanged);
     Ok(())
 }
@@ -112,8 +141,10 @@ async fn destination(state: &AppState, vm: &api::v1::Vm, hosts: &[api::v1::Host]
 
 /// Put a host into maintenance: no new VMs go there, and its running VMs move live to other hosts
 /// of the cluster, one at a time, with progress on the host. Refused, with nothing changed, when a
-/// VM could not go anywhere or is in the middle of something.
-pub async fn enter_maintenance(state: &AppState, id: HostId) -> Result<api::v1::Host, AppError> {
+/// VM could not go anywhere or is in the middle of something, or when admission control refuses
+/// (the moves themselves are then not checked again); a lowered limit is written in the same
+/// transaction as the host's new allocation.
+pub async fn enter_maintenance(state: &AppState, id: HostId, admission: &Admission) -> Result<api::v1::Host, AppError> {
     use api::v1::{HostAllocation, MaintenanceProgress, VmState};
     let mut hosts = state.db.host_list().await?;
     let host = hosts
@@ -161,11 +192,19 @@ pub async fn enter_maintenance(state: &AppState, id: HostId) -> Result<api::v1::
             refusals.join("; ")
         )));
     }
-    state.db.host_update(id, Some(HostAllocation::Maintenance), None).await?;
+    let action = format!("putting host {} into maintenance", host.name);
+    let verdict =
+        admission::check(state, admission, host.cluster_id, action, Change::EnterMaintenance { host: id }).await?;
+    state.db.host_update(id, Some(HostAllocation::Maintenance), None, verdict.limit_change).await?;
     let progress =
         MaintenanceProgress { total: running.len() as u32, finished: running.is_empty(), ..Default::default() };
     state.db.host_set_maintenance(id, Some(&progress)).await?;
+    let limit_lowered = verdict.limit_change.is_some();
+    drop(verdict);
     state.events.publish_host(&state.db, id).await;
+    if limit_lowered {
+        state.events.publish(api::v1::Event::InventoryChanged);
+    }
     let task_state = state.clone();
     tokio::spawn(async move { move_away(&task_state, id, running, progress).await });
     state.db.host_fetch(id).await?.ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))
@@ -208,7 +247,7 @@ pub async fn cancel_maintenance(state: &AppState, id: HostId) -> Result<api::v1:
     if host.allocation != api::v1::HostAllocation::Maintenance {
         return Err(AppError::Conflict(format!("{} is not in maintenance", host.name)));
     }
-    state.db.host_update(id, Some(api::v1::HostAllocation::Enabled), None).await?;
+    state.db.host_update(id, Some(api::v1::HostAllocation::Enabled), None, None).await?;
     state.db.host_set_maintenance(id, None).await?;
     let host = state.db.host_fetch(id).await?.ok_or_else(|| AppError::NotFound(format!("no host with id {id}")))?;
     state.events.publish(api::v1::Event::HostChanged { host: host.clone() });

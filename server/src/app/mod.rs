@@ -1,7 +1,10 @@
 //! The rules per resource: authentication, authorization, validation. No axum and no SQL here: handlers
 //! in `http/` call these, and these call `db/` and the agent hub.
 
+pub mod admission;
+pub mod alerts;
 pub mod auth;
+pub mod clusters;
 pub mod error;
 pub mod hosts;
 pub mod offerings;

@@ -1,9 +1,11 @@
 //! VM power actions through the host's agent, and the VM states agents report.
 
+use super::admission::{self, Admission};
 use super::{AppError, placement};
 use crate::agents::AgentError;
 use crate::db::NewVm;
 use crate::events::error_chain;
+use crate::ha::pool::Change;
 use crate::state::AppState;
 use api::agent::{AgentVmState, Command, CommandOutcome, VmReport, VmSpec};
 use api::v1::{DeployVmRequest, Event, RestartPriority, UpdateVmHaRequest, Vm, VmActionAccepted, VmDeployed, VmState};
@@ -18,7 +20,30 @@ fn host_of(vm: &Vm) -> Result<HostId, AppError> {
     vm.host_id.ok_or_else(|| AppError::Conflict(format!("VM {:?} is not placed on any host", vm.name)))
 }
 
-pub async fn start(state: &AppState, id: VmId) -> Result<VmActionAccepted, AppError> {
+/// Start a stopped VM on its host, once admission control agrees (see `admission`).
+pub async fn start(state: &AppState, id: VmId, admission: &Admission) -> Result<VmActionAccepted, AppError> {
+    let (vm, host, command) = prepare_start(state, id).await?;
+    if !state.hub.is_connected(host) {
+        // Say so before judging the plan (and before lowering any limit for a start that cannot happen).
+        return Err(AgentError::NotConnected(host).into());
+    }
+    let cluster = vm.cluster_id.ok_or_else(|| AppError::Conflict("the VM's host has no cluster".into()))?;
+    let host_name = state.db.host_fetch(host).await?.map(|host| host.name).unwrap_or_else(|| host.to_string());
+    let action = format!("starting VM {:?} on {host_name}", vm.name);
+    let verdict = admission::check(state, admission, cluster, action, Change::StartVm { vm: id, host }).await?;
+    verdict.lower_limit_now(state).await?;
+    dispatch(state, vm, host, VmState::Starting, command).await
+}
+
+/// Start without asking admission control: for a restart (the VM was running there a moment ago)
+/// and for a deploy, which was checked as a whole.
+pub(crate) async fn start_without_admission(state: &AppState, id: VmId) -> Result<VmActionAccepted, AppError> {
+    let (vm, host, command) = prepare_start(state, id).await?;
+    dispatch(state, vm, host, VmState::Starting, command).await
+}
+
+/// Everything that must hold before a start, and the command that starts the VM.
+async fn prepare_start(state: &AppState, id: VmId) -> Result<(Vm, HostId, Command), AppError> {
     let vm = fetch(state, id).await?;
     let host = host_of(&vm)?;
     if !matches!(vm.state, VmState::Stopped | VmState::Error) {
@@ -43,7 +68,7 @@ pub async fn start(state: &AppState, id: VmId) -> Result<VmActionAccepted, AppEr
             storage_url: pool.url,
         },
     };
-    dispatch(state, vm, host, VmState::Starting, command).await
+    Ok((vm, host, command))
 }
 
 /// Stop a VM. A graceful stop that has not finished after the graceful-stop timeout is forced, so a
@@ -100,7 +125,7 @@ pub async fn restart(state: &AppState, id: VmId) -> Result<VmActionAccepted, App
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
-        if let Err(error) = start(&state, id).await {
+        if let Err(error) = start_without_admission(&state, id).await {
             tracing::warn!(vm = %id, "restart could not start the VM again: {error}");
         }
     });
@@ -120,9 +145,10 @@ fn check_vm_name(name: &str) -> Result<(), AppError> {
     }
 }
 
-/// Deploy a VM: validate, place (on the chosen host, or the least loaded one that fits), record, and
-/// start it through the host's agent unless asked not to.
-pub async fn deploy(state: &AppState, request: DeployVmRequest) -> Result<VmDeployed, AppError> {
+/// Deploy a VM: validate, place (on the chosen host, or the least loaded one that fits), ask
+/// admission control when it is to be started, record, and start it through the host's agent unless
+/// asked not to. (A VM that is not started takes no room the failover plan counts.)
+pub async fn deploy(state: &AppState, request: DeployVmRequest, admission: &Admission) -> Result<VmDeployed, AppError> {
     check_vm_name(&request.name)?;
     let network = request.network.trim();
     if network.is_empty() || network.len() > 64 {
@@ -173,6 +199,35 @@ pub async fn deploy(state: &AppState, request: DeployVmRequest) -> Result<VmDepl
     if pool.host_id.is_some_and(|owner| owner != host_id) {
         return Err(AppError::Conflict(format!("storage pool {:?} is local to another host", pool.name)));
     }
+    let restart_priority = if offering.offer_ha { RestartPriority::Restart } else { RestartPriority::DoNotRestart };
+    // Held until the VM is recorded as starting, so no other admitted action takes its room meanwhile.
+    let verdict = if request.start {
+        let host_name = hosts.iter().find(|host| host.id == host_id).map(|host| host.name.clone()).unwrap_or_default();
+        let planned = Vm {
+            id: VmId::new_random(),
+            name: request.name.clone(),
+            zone_id: pool.zone_id,
+            cluster_id: Some(cluster),
+            host_id: Some(host_id),
+            offering_id: offering.id,
+            storage_pool_id: pool.id,
+            state: VmState::Starting,
+            state_reason: None,
+            resources,
+            ha_protected: offering.offer_ha,
+            restart_priority,
+            start_order: 0,
+            start_delay_seconds: 0,
+            template_id: request.template_id,
+            network: network.to_owned(),
+            generation: 1,
+            updated_at: chrono::Utc::now(),
+        };
+        let action = format!("deploying and starting VM {:?} on {host_name}", request.name);
+        Some(admission::check(state, admission, cluster, action, Change::DeployVm { vm: Box::new(planned) }).await?)
+    } else {
+        None
+    };
     let vm = state
         .db
         .vm_insert(NewVm {
@@ -184,15 +239,20 @@ pub async fn deploy(state: &AppState, request: DeployVmRequest) -> Result<VmDepl
             offering_id: offering.id,
             storage_pool_id: pool.id,
             ha_protected: offering.offer_ha,
-            restart_priority: if offering.offer_ha { RestartPriority::Restart } else { RestartPriority::DoNotRestart },
+            restart_priority,
         })
         .await?;
+    if let Some(verdict) = &verdict {
+        verdict.lower_limit_now(state).await?;
+    }
     state.events.publish(Event::VmChanged { vm: vm.clone() });
     state.events.publish_host(&state.db, host_id).await;
     if !request.start {
         return Ok(VmDeployed { vm, command_id: None });
     }
-    match start(state, vm.id).await {
+    let started = start_without_admission(state, vm.id).await;
+    drop(verdict);
+    match started {
         Ok(accepted) => Ok(VmDeployed { vm: accepted.vm, command_id: Some(accepted.command_id) }),
         Err(error) => {
             // The VM exists (stopped); say so together with why it did not start.
@@ -229,25 +289,45 @@ pub async fn destroy(state: &AppState, id: VmId) -> Result<(), AppError> {
     Ok(())
 }
 
-pub async fn update_ha(state: &AppState, id: VmId, request: UpdateVmHaRequest) -> Result<Vm, AppError> {
+/// Change a VM's HA settings. Protecting a running VM (or making it `restart`) asks admission
+/// control first; lowering the limit is written in the same transaction as the settings.
+pub async fn update_ha(
+    state: &AppState,
+    id: VmId,
+    request: UpdateVmHaRequest,
+    admission: &Admission,
+) -> Result<Vm, AppError> {
     if request.start_order.is_some_and(|order| !(0..=1000).contains(&order)) {
         return Err(AppError::bad_request("invalid-start-order", "start_order must be 0 to 1000"));
     }
     if request.start_delay_seconds.is_some_and(|delay| delay > 3600) {
         return Err(AppError::bad_request("invalid-start-delay", "start_delay_seconds must be at most 3600"));
     }
+    let current = fetch(state, id).await?;
+    let verdict = match current.cluster_id {
+        Some(cluster) => {
+            let change = Change::UpdateVmHa {
+                vm: id,
+                ha_protected: request.ha_protected,
+                restart_priority: request.restart_priority,
+            };
+            let action = format!("changing the HA settings of VM {:?}", current.name);
+            Some(admission::check(state, admission, cluster, action, change).await?)
+        }
+        // Not on any host: not in any cluster's plan.
+        None => None,
+    };
+    let limit_change = verdict.as_ref().and_then(|verdict| verdict.limit_change);
     let vm = state
         .db
-        .vm_update_ha(
-            id,
-            request.ha_protected,
-            request.restart_priority,
-            request.start_order,
-            request.start_delay_seconds,
-        )
+        .vm_update_ha(id, &request, limit_change)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no VM with id {id}")))?;
+    drop(verdict);
     state.events.publish(Event::VmChanged { vm: vm.clone() });
+    if limit_change.is_some() {
+        state.events.publish(Event::InventoryChanged);
+    }
     Ok(vm)
 }
 
@@ -341,8 +421,8 @@ pub async fn apply_inventory(state: &AppState, host_id: HostId, reports: &[VmRep
 
 /// Start a live migration of a running VM to `target` (same cluster, shared storage, room there).
 /// Answers once checked; the hand-over runs in the background.
-pub async fn migrate(state: &AppState, id: VmId, target: HostId) -> Result<Vm, AppError> {
-    let (vm, source, spec) = check_migration(state, id, target).await?;
+pub async fn migrate(state: &AppState, id: VmId, target: HostId, admission: &Admission) -> Result<Vm, AppError> {
+    let (vm, source, spec) = check_migration(state, id, target, Some(admission)).await?;
     let vm_name = vm.name.clone();
     let state_for_task = state.clone();
     tokio::spawn(async move {
@@ -353,8 +433,14 @@ pub async fn migrate(state: &AppState, id: VmId, target: HostId) -> Result<Vm, A
     Ok(vm)
 }
 
-/// Everything that must hold before a migration starts; marks the VM migrating.
-async fn check_migration(state: &AppState, id: VmId, target: HostId) -> Result<(Vm, HostId, VmSpec), AppError> {
+/// Everything that must hold before a migration starts (with `admission`, the failover plan too:
+/// maintenance moves were checked as a whole and pass `None`); marks the VM migrating.
+async fn check_migration(
+    state: &AppState,
+    id: VmId,
+    target: HostId,
+    admission: Option<&Admission>,
+) -> Result<(Vm, HostId, VmSpec), AppError> {
     let vm = fetch(state, id).await?;
     let source = host_of(&vm)?;
     if vm.state != VmState::Running {
@@ -386,8 +472,21 @@ async fn check_migration(state: &AppState, id: VmId, target: HostId) -> Result<(
     if let Some(reason) = placement::unfit_reason(&target_host, &demand) {
         return Err(AppError::Conflict(format!("cannot migrate to {}: {reason}", target_host.name)));
     }
+    let verdict = match admission {
+        Some(admission) => {
+            let action = format!("migrating VM {:?} to {}", vm.name, target_host.name);
+            Some(admission::check(state, admission, cluster, action, Change::MigrateVm { vm: id, to: target }).await?)
+        }
+        None => None,
+    };
     if !state.migrations.lock().unwrap().insert(id) {
         return Err(AppError::Conflict(format!("VM {:?} is already being migrated", vm.name)));
+    }
+    if let Some(verdict) = &verdict
+        && let Err(error) = verdict.lower_limit_now(state).await
+    {
+        state.migrations.lock().unwrap().remove(&id);
+        return Err(error);
     }
     let spec = VmSpec {
         vm_id: vm.id,
@@ -454,7 +553,7 @@ async fn hand_over(state: &AppState, id: VmId, source: HostId, target: HostId, s
 
 /// Migrate and wait for the hand-over to finish (maintenance moves VMs one at a time).
 pub async fn migrate_and_wait(state: &AppState, id: VmId, target: HostId) -> Result<(), String> {
-    let (_, source, spec) = check_migration(state, id, target).await.map_err(|error| error.to_string())?;
+    let (_, source, spec) = check_migration(state, id, target, None).await.map_err(|error| error.to_string())?;
     hand_over(state, id, source, target, spec).await
 }
 

@@ -9,6 +9,8 @@ pub struct NewAuditEntry<'a> {
     pub target: &'a str,
     pub status: u16,
     pub client: &'a str,
+    /// What the call decided beyond its status (e.g. an overcommit override), if anything.
+    pub detail: Option<&'a str>,
 }
 
 fn outcome(status: u16) -> &'static str {
@@ -22,8 +24,8 @@ fn outcome(status: u16) -> &'static str {
 impl Db {
     pub async fn audit_insert(&self, entry: NewAuditEntry<'_>) -> DbResult<()> {
         sqlx::query(
-            "INSERT INTO audit_log (id, at, actor, action, target, outcome, status, client)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO audit_log (id, at, actor, action, target, outcome, status, client, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(now_ms())
@@ -33,6 +35,7 @@ impl Db {
         .bind(outcome(entry.status))
         .bind(i64::from(entry.status))
         .bind(entry.client)
+        .bind(entry.detail)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -42,7 +45,7 @@ impl Db {
     pub async fn audit_list(&self, query: &AuditQuery) -> DbResult<Vec<AuditEntry>> {
         let limit = i64::from(query.limit.unwrap_or(200).clamp(1, 1000));
         let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, outcome, status, client FROM audit_log
+            "SELECT id, at, actor, action, target, outcome, status, client, detail FROM audit_log
              WHERE ($1 = '' OR actor = $1)
                AND ($2 = '' OR target LIKE $3)
                AND at >= $4 AND at <= $5
@@ -69,6 +72,7 @@ impl Db {
                     outcome: row.try_get("outcome")?,
                     status: u16::try_from(status).unwrap_or(0),
                     client: row.try_get("client")?,
+                    detail: row.try_get("detail")?,
                 })
             })
             .collect()

@@ -58,13 +58,93 @@ fn zone_from_row(row: &AnyRow) -> DbResult<ZoneRecord> {
 }
 
 fn cluster_from_row(row: &AnyRow) -> DbResult<Cluster> {
+    let ha_failure_limit = get_u32(row, "ha_failure_limit")?;
+    let stored = StoredCapacity::from_column(row.try_get("ha_capacity")?)?;
+    let evaluated_at: Option<i64> = row.try_get("ha_evaluated_at")?;
+    let method: Option<String> = row.try_get("ha_plan_method")?;
+    let ha_plan = match (stored, evaluated_at) {
+        (StoredCapacity::Evaluated(capacity), Some(at)) => Some(ClusterPlanSummary {
+            max_failure_capacity: capacity,
+            plan_exists_for: capacity.map_or(0, |capacity| capacity.min(ha_failure_limit)),
+            overcommitted: capacity.is_none_or(|capacity| capacity < ha_failure_limit),
+            method: method.unwrap_or_default(),
+            evaluated_at: ms_to_time(at),
+        }),
+        _ => None,
+    };
     Ok(Cluster {
         id: get_id(row, "id")?,
         zone_id: get_id(row, "zone_id")?,
         name: row.try_get("name")?,
         ha_enabled: get_bool(row, "ha_enabled")?,
         oobm_enabled: get_bool(row, "oobm_enabled")?,
+        ha_failure_limit,
+        ha_plan,
     })
+}
+
+/// A cluster's plan as the capacity reconciler last stored it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPlan {
+    pub capacity: StoredCapacity,
+    /// The planner's `method` then (`trivial` when nothing was protected).
+    pub method: Option<String>,
+}
+
+/// A cluster's max failure capacity as the capacity reconciler last stored it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredCapacity {
+    /// Never evaluated yet.
+    Unknown,
+    /// Evaluated: `None` when not even today's protected VMs could all run.
+    Evaluated(Option<u32>),
+}
+
+impl StoredCapacity {
+    /// The column's encoding: NULL never evaluated, -1 no plan, else the capacity.
+    fn from_column(value: Option<i64>) -> DbResult<StoredCapacity> {
+        match value {
+            None => Ok(StoredCapacity::Unknown),
+            Some(-1) => Ok(StoredCapacity::Evaluated(None)),
+            Some(value) => u32::try_from(value)
+                .map(|capacity| StoredCapacity::Evaluated(Some(capacity)))
+                .map_err(|_| DbError::Corrupt(format!("clusters.ha_capacity = {value} is out of range"))),
+        }
+    }
+
+    /// The value compared against the column in a compare-and-set (NULL compares as -2).
+    fn compare_value(self) -> i64 {
+        match self {
+            StoredCapacity::Unknown => -2,
+            StoredCapacity::Evaluated(None) => -1,
+            StoredCapacity::Evaluated(Some(capacity)) => i64::from(capacity),
+        }
+    }
+}
+
+/// Set a cluster's failure limit together with another write, in the same transaction (admission
+/// control's "lower the limit and proceed").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitChange {
+    pub cluster_id: ClusterId,
+    pub limit: u32,
+}
+
+async fn apply_limit_change(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    change: Option<LimitChange>,
+) -> DbResult<()> {
+    if let Some(change) = change {
+        let result = sqlx::query("UPDATE clusters SET ha_failure_limit = $1 WHERE id = $2")
+            .bind(i64::from(change.limit))
+            .bind(change.cluster_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        if result.rows_affected() != 1 {
+            return Err(DbError::Refused(format!("cluster {} no longer exists", change.cluster_id)));
+        }
+    }
+    Ok(())
 }
 
 fn storage_from_row(row: &AnyRow) -> DbResult<StoragePool> {
@@ -186,7 +266,69 @@ impl Db {
         .execute(&self.pool)
         .await
         .map_err(|error| conflict_or(error, format!("cluster {name:?}")))?;
-        Ok(Cluster { id, zone_id, name: name.to_owned(), ha_enabled: false, oobm_enabled: false })
+        self.cluster_fetch(id).await?.ok_or_else(|| DbError::Corrupt(format!("cluster {id} vanished after insert")))
+    }
+
+    pub async fn cluster_fetch(&self, id: ClusterId) -> DbResult<Option<Cluster>> {
+        let row =
+            sqlx::query("SELECT * FROM clusters WHERE id = $1").bind(id.to_string()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(cluster_from_row).transpose()
+    }
+
+    /// Set a cluster's host failure limit; answers the updated cluster, `None` when there is none.
+    pub async fn cluster_set_failure_limit(&self, id: ClusterId, limit: u32) -> DbResult<Option<Cluster>> {
+        let mut tx = self.begin_write().await?;
+        let result = sqlx::query("UPDATE clusters SET ha_failure_limit = $1 WHERE id = $2")
+            .bind(i64::from(limit))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if result.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.cluster_fetch(id).await
+    }
+
+    /// The capacity reconciler stores what it computed, if the stored value is still `previous`
+    /// (compare-and-set: of several servers evaluating at once, one sees each change). Answers
+    /// whether it was stored.
+    pub async fn cluster_record_plan(
+        &self,
+        id: ClusterId,
+        previous: StoredCapacity,
+        capacity: Option<u32>,
+        method: &str,
+    ) -> DbResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let result = sqlx::query(
+            "UPDATE clusters SET ha_capacity = $1, ha_plan_method = $2, ha_evaluated_at = $3
+             WHERE id = $4 AND COALESCE(ha_capacity, -2) = $5",
+        )
+        .bind(StoredCapacity::Evaluated(capacity).compare_value())
+        .bind(method)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(previous.compare_value())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// What the capacity reconciler last stored for a cluster; `None` when there is no such cluster.
+    pub async fn cluster_stored_plan(&self, id: ClusterId) -> DbResult<Option<StoredPlan>> {
+        let row = sqlx::query("SELECT ha_capacity, ha_plan_method FROM clusters WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(StoredPlan {
+                capacity: StoredCapacity::from_column(row.try_get("ha_capacity")?)?,
+                method: row.try_get("ha_plan_method")?,
+            })
+        })
+        .transpose()
     }
 
     pub async fn cluster_list(&self) -> DbResult<Vec<Cluster>> {
@@ -668,28 +810,35 @@ impl Db {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Change a VM's HA settings (absent ones stay) and, with `limit`, a cluster's failure limit, in
+    /// one transaction.
     pub async fn vm_update_ha(
         &self,
         id: VmId,
-        ha_protected: Option<bool>,
-        restart_priority: Option<RestartPriority>,
-        start_order: Option<i32>,
-        start_delay_seconds: Option<u32>,
+        changes: &UpdateVmHaRequest,
+        limit: Option<LimitChange>,
     ) -> DbResult<Option<Vm>> {
-        let Some(current) = self.vm_fetch(id).await? else { return Ok(None) };
+        let mut tx = self.begin_write().await?;
+        let sql = format!("{VM_SELECT} WHERE v.id = $1");
+        let Some(row) = sqlx::query(&sql).bind(id.to_string()).fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        let current = vm_from_row(&row)?;
         sqlx::query(
             "UPDATE vms SET ha_protected = $1, ha_overridden = $2, restart_priority = $3, start_order = $4,
                 start_delay_seconds = $5, updated_at = $6 WHERE id = $7",
         )
-        .bind(flag(ha_protected.unwrap_or(current.ha_protected)))
-        .bind(flag(ha_protected.is_some()))
-        .bind(enum_text(&restart_priority.unwrap_or(current.restart_priority)))
-        .bind(i64::from(start_order.unwrap_or(current.start_order)))
-        .bind(i64::from(start_delay_seconds.unwrap_or(current.start_delay_seconds)))
+        .bind(flag(changes.ha_protected.unwrap_or(current.ha_protected)))
+        .bind(flag(changes.ha_protected.is_some()))
+        .bind(enum_text(&changes.restart_priority.unwrap_or(current.restart_priority)))
+        .bind(i64::from(changes.start_order.unwrap_or(current.start_order)))
+        .bind(i64::from(changes.start_delay_seconds.unwrap_or(current.start_delay_seconds)))
         .bind(now_ms())
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        apply_limit_change(&mut tx, limit).await?;
+        tx.commit().await?;
         self.vm_fetch(id).await
     }
 
@@ -698,24 +847,39 @@ impl Db {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Change a host's allocation and/or tags (absent ones stay) and, with `limit`, a cluster's
+    /// failure limit, in one transaction.
     pub async fn host_update(
         &self,
         id: HostId,
         allocation: Option<HostAllocation>,
         tags: Option<&[String]>,
+        limit: Option<LimitChange>,
     ) -> DbResult<Option<Host>> {
-        let Some(current) = self.host_fetch(id).await? else { return Ok(None) };
-        sqlx::query("UPDATE hosts SET allocation = $1, tags = $2 WHERE id = $3")
-            .bind(enum_text(&allocation.unwrap_or(current.allocation)))
-            .bind(string_list(tags.unwrap_or(&current.tags)))
+        let mut tx = self.begin_write().await?;
+        let Some(row) = sqlx::query("SELECT allocation, tags FROM hosts WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let current_allocation: HostAllocation = get_enum(&row, "allocation")?;
+        let current_tags = get_string_list(&row, "tags")?;
+        sqlx::query("UPDATE hosts SET allocation = $1, tags = $2 WHERE id = $3")
+            .bind(enum_text(&allocation.unwrap_or(current_allocation)))
+            .bind(string_list(tags.unwrap_or(&current_tags)))
+            .bind(id.to_string())
+            .execute(&mut *tx)
             .await?;
+        apply_limit_change(&mut tx, limit).await?;
+        tx.commit().await?;
         self.host_fetch(id).await
     }
 
-    /// Remove a host no VM is placed on, with its storage mounts, in one transaction.
-    pub async fn host_delete(&self, id: HostId) -> DbResult<bool> {
+    /// Remove a host no VM is placed on, with its storage mounts, and with `limit` set a cluster's
+    /// failure limit, in one transaction.
+    pub async fn host_delete(&self, id: HostId, limit: Option<LimitChange>) -> DbResult<bool> {
         let mut tx = self.begin_write().await?;
         let placed = vms_referencing(&mut tx, "host_id", &id.to_string()).await?;
         if placed > 0 {
@@ -723,8 +887,13 @@ impl Db {
         }
         sqlx::query("DELETE FROM host_storage WHERE host_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
         let result = sqlx::query("DELETE FROM hosts WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        if result.rows_affected() != 1 {
+            // Nothing removed: leave the limit alone too.
+            return Ok(false);
+        }
+        apply_limit_change(&mut tx, limit).await?;
         tx.commit().await?;
-        Ok(result.rows_affected() == 1)
+        Ok(true)
     }
 }
 

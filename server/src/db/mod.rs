@@ -4,12 +4,16 @@
 //! Queries are written in the common subset of both dialects and use `$N` placeholders, which both
 //! sqlx drivers accept. Times are unix milliseconds (BIGINT), ids are UUID text, flags BIGINT 0/1, short lists JSON text.
 
+mod alerts;
 mod audit;
 mod inventory;
+mod settings;
 mod users;
 
+pub use alerts::*;
 pub use audit::*;
 pub use inventory::*;
+pub use settings::*;
 pub use users::*;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -1,3 +1,6 @@
-//! High availability: the failover planner (pure), and later the engine that uses it.
+//! High availability: the failover planner (pure), its input built from the inventory, the capacity
+//! reconciler that keeps each cluster's plan and alerts current, and later the engine that uses them.
 
+pub mod capacity;
 pub mod plan;
+pub mod pool;

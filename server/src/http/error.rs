@@ -19,6 +19,10 @@ impl IntoResponse for AppError {
             AppError::Forbidden(message) => api_error(StatusCode::FORBIDDEN, "forbidden", message.clone()),
             AppError::NotFound(message) => api_error(StatusCode::NOT_FOUND, "not-found", message.clone()),
             AppError::Conflict(message) => api_error(StatusCode::CONFLICT, "conflict", message.clone()),
+            AppError::CodedConflict { code, message } => api_error(StatusCode::CONFLICT, code, message.clone()),
+            // Supersets of ApiError (code and message at the top level, figures beside them).
+            AppError::WouldOvercommit(body) => (StatusCode::CONFLICT, Json(body.as_ref())).into_response(),
+            AppError::LimitAboveCapacity(body) => (StatusCode::CONFLICT, Json(body.as_ref())).into_response(),
             AppError::TooManyRequests(message) => {
                 api_error(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", message.clone())
             }

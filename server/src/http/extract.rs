@@ -1,14 +1,16 @@
 //! Extractors: `Auth<P>` admits a signed-in user whose role has permission `P`, so each handler's
-//! signature states what it needs; `ApiJson` and `ApiPath` turn bad input into a 400 naming what is wrong.
+//! signature states what it needs; `ApiJson` and `ApiPath` turn bad input into a 400 naming what is wrong;
+//! `Overcommit` reads the `?overcommit=` choice of the routes admission control checks.
 
 use crate::app::AppError;
+use crate::app::admission::{Admission, AuditNote};
 use crate::app::permission::Permission;
 use crate::db::UserRecord;
 use crate::state::AppState;
-use api::v1::SESSION_COOKIE;
+use api::v1::{OvercommitChoice, SESSION_COOKIE};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::COOKIE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -117,4 +119,50 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 
 fn path_rejection(rejection: PathRejection) -> AppError {
     AppError::bad_request("invalid-path", rejection.body_text())
+}
+
+/// The `overcommit` query parameter (`proceed` or `lower-limit`) of a route that admission control
+/// checks, and the audit note its decision goes to. A bad value is a 400 naming the parameter.
+pub struct Overcommit {
+    pub choice: Option<OvercommitChoice>,
+    /// The audit middleware's note for this request (a detached one when there is none).
+    pub note: AuditNote,
+}
+
+#[derive(serde::Deserialize)]
+struct OvercommitParams {
+    #[serde(default)]
+    overcommit: Option<OvercommitChoice>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Overcommit {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let params = Query::<OvercommitParams>::try_from_uri(&parts.uri).map_err(|_| {
+            AppError::bad_request(
+                "invalid-overcommit",
+                format!("{}: expected \"proceed\" or \"lower-limit\"", api::v1::OVERCOMMIT_PARAM),
+            )
+        })?;
+        let note = parts.extensions.get::<AuditNote>().cloned().unwrap_or_default();
+        Ok(Overcommit { choice: params.0.overcommit, note })
+    }
+}
+
+impl Overcommit {
+    /// The caller's admission terms; 403 when their role may not override (below pool operator).
+    pub fn admission(self, user: &UserRecord) -> Result<Admission, AppError> {
+        Admission::new(self.choice, user.role, self.note)
+    }
+}
+
+/// The audit middleware's note for this request, for handlers that note a decision but take no
+/// `overcommit` choice.
+impl<S: Send + Sync> FromRequestParts<S> for AuditNote {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<AuditNote>().cloned().unwrap_or_default())
+    }
 }

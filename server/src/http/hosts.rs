@@ -1,6 +1,7 @@
-//! Host routes: enable/disable for new VMs, tags, removal (pool operators and up).
+//! Host routes: enable/disable for new VMs, tags, maintenance, removal (pool operators and up).
+//! Disabling, maintenance and removal are checked by admission control (`?overcommit=`).
 
-use super::extract::{ApiJson, ApiPath, Auth};
+use super::extract::{ApiJson, ApiPath, Auth, Overcommit};
 use crate::app::permission::ManagePool;
 use crate::app::{AppError, hosts};
 use crate::state::AppState;
@@ -11,29 +12,35 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 pub async fn update(
-    _: Auth<ManagePool>,
+    auth: Auth<ManagePool>,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<HostId>,
+    overcommit: Overcommit,
     ApiJson(request): ApiJson<UpdateHostRequest>,
 ) -> Result<Json<Host>, AppError> {
-    Ok(Json(hosts::update(&state, id, request).await?))
+    let admission = overcommit.admission(&auth.user)?;
+    Ok(Json(hosts::update(&state, id, request, &admission).await?))
 }
 
 pub async fn remove(
-    _: Auth<ManagePool>,
+    auth: Auth<ManagePool>,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<HostId>,
+    overcommit: Overcommit,
 ) -> Result<StatusCode, AppError> {
-    hosts::remove(&state, id).await?;
+    let admission = overcommit.admission(&auth.user)?;
+    hosts::remove(&state, id, &admission).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn enter_maintenance(
-    _: Auth<ManagePool>,
+    auth: Auth<ManagePool>,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<HostId>,
+    overcommit: Overcommit,
 ) -> Result<(StatusCode, Json<Host>), AppError> {
-    Ok((StatusCode::ACCEPTED, Json(hosts::enter_maintenance(&state, id).await?)))
+    let admission = overcommit.admission(&auth.user)?;
+    Ok((StatusCode::ACCEPTED, Json(hosts::enter_maintenance(&state, id, &admission).await?)))
 }
 
 pub async fn cancel_maintenance(

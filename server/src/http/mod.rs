@@ -1,8 +1,10 @@
 //! The HTTP edge: routes per resource, the auth extractor, CSRF check, one error mapping, static files.
 
 pub(crate) mod agent;
+mod alerts;
 mod audit;
 mod auth;
+mod clusters;
 pub mod error;
 mod events;
 pub mod extract;
@@ -64,6 +66,10 @@ impl RouteTable {
         self.add(Method::PATCH, path, routing::patch(handler))
     }
 
+    fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::PUT, path, routing::put(handler))
+    }
+
     /// Every route's method and path (relative to `/api/v1`).
     pub fn routes(&self) -> &[(Method, &'static str)] {
         &self.routes
@@ -86,6 +92,8 @@ pub fn api_routes() -> RouteTable {
         .get("/inventory", inventory::inventory)
         .get("/zones", inventory::zones)
         .get("/clusters", inventory::clusters)
+        .get("/clusters/{id}/ha/plan", clusters::plan)
+        .put("/clusters/{id}/ha/failure-limit", clusters::set_failure_limit)
         .get("/hosts", inventory::hosts)
         .get("/hosts/{id}", inventory::host)
         .patch("/hosts/{id}", hosts::update)
@@ -108,6 +116,8 @@ pub fn api_routes() -> RouteTable {
         .delete("/offerings/{id}", offerings::delete)
         .get("/templates", inventory::templates)
         .post("/ha/plan/simulate", plan::simulate)
+        .get("/alerts", alerts::list)
+        .post("/alerts/{id}/acknowledge", alerts::acknowledge)
         .get("/events", events::stream)
 }
 

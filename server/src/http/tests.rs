@@ -27,6 +27,7 @@ async fn test_state() -> (AppState, tempfile::TempDir) {
         settings: Arc::new(RuntimeSettings::default()),
         login_throttle: Arc::default(),
         migrations: Arc::default(),
+        admission_lock: Arc::default(),
         shutting_down: tokio::sync::watch::channel(false).1,
     };
     (state, dir)
@@ -218,6 +219,13 @@ const MATRIX: &[(&str, [u16; 5], &str)] = &[
     ("GET /hosts", [401, 200, 200, 200, 200], ""),
     ("GET /hosts/{id}", [401, 200, 200, 200, 200], ""),
     ("PATCH /hosts/{id}", [401, 403, 403, 200, 200], r#"{"tags":["ssd"]}"#),
+    // The live plan is for everyone signed in.
+    ("GET /clusters/{id}/ha/plan", [401, 200, 200, 200, 200], ""),
+    // The only host is down, so the capacity is 0: a limit of 0 needs no confirmation.
+    ("PUT /clusters/{id}/ha/failure-limit", [401, 403, 403, 200, 200], r#"{"limit":0}"#),
+    ("GET /alerts", [401, 200, 200, 200, 200], ""),
+    // VM operators and up acknowledge; once acknowledged, again is a conflict.
+    ("POST /alerts/{id}/acknowledge", [401, 403, 200, 409, 409], ""),
     // The host still has a VM placed on it.
     ("DELETE /hosts/{id}", [401, 403, 403, 409, 409], ""),
     // No VM runs on the host, so maintenance begins at once; then it is already in maintenance.
@@ -269,12 +277,14 @@ const ROLES: [Option<api::v1::Role>; 5] = [
     Some(api::v1::Role::PoolAdmin),
 ];
 
-/// A host (no agent connected) with one stopped VM.
+/// A host (no agent connected) with one stopped VM, its cluster, and an open alert.
 struct Fixture {
     host: api::HostId,
     vm: api::VmId,
     offering: api::OfferingId,
     storage: api::StoragePoolId,
+    cluster: api::ClusterId,
+    alert: api::v1::AlertId,
 }
 
 async fn host_with_vm(state: &AppState) -> Fixture {
@@ -307,7 +317,21 @@ async fn host_with_vm(state: &AppState) -> Fixture {
         })
         .await
         .unwrap();
-    Fixture { host: host_id, vm: vm.id, offering: pool.offerings[0].id, storage: pool.storage[0].1 }
+    let cluster = pool.storage[0].0;
+    let alert = crate::app::alerts::raise(
+        state,
+        crate::app::alerts::NewAlert::for_cluster(
+            api::v1::alert_kind::POOL_OVERCOMMITTED,
+            api::v1::AlertSeverity::Warning,
+            cluster,
+            "test alert".into(),
+        ),
+    )
+    .await
+    .unwrap()
+    .alert()
+    .id;
+    Fixture { host: host_id, vm: vm.id, offering: pool.offerings[0].id, storage: pool.storage[0].1, cluster, alert }
 }
 
 #[tokio::test]
@@ -334,6 +358,10 @@ async fn role_by_route_matrix() {
             target.id.to_string()
         } else if path.starts_with("/offerings/") {
             fixture.offering.to_string()
+        } else if path.starts_with("/clusters/") {
+            fixture.cluster.to_string()
+        } else if path.starts_with("/alerts/") {
+            fixture.alert.to_string()
         } else {
             fixture.vm.to_string()
         };
@@ -483,4 +511,286 @@ async fn user_management_keeps_a_pool_admin_and_revokes_what_it_should() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(send(&state, request("GET", "/api/v1/auth/me", Some(&fresh), None)).await.0, StatusCode::OK);
+}
+
+/// A session cookie for a fresh user of `role` (named `as-<role>`).
+async fn cookie_as(state: &AppState, role: api::v1::Role) -> String {
+    let name = format!("as-{}", role.as_str());
+    let user = match state.db.user_fetch_by_name(&name).await.unwrap() {
+        Some(user) => user,
+        None => {
+            let hash = crate::app::auth::hash_password("same-for-all-1").unwrap();
+            state.db.user_insert(&name, &hash, role).await.unwrap();
+            state.db.user_fetch_by_name(&name).await.unwrap().unwrap()
+        }
+    };
+    let (token, _) = state.keys.issue(&user, chrono::Utc::now()).unwrap();
+    format!("{}={token}", api::v1::SESSION_COOKIE)
+}
+
+/// Two 8 GB hosts of one cluster, registered (connected as far as the database knows), and an
+/// offering per size asked for.
+struct HaFixture {
+    cluster: api::ClusterId,
+    hosts: Vec<api::HostId>,
+    zone: api::ZoneId,
+    storage: api::StoragePoolId,
+}
+
+async fn two_hosts(state: &AppState) -> HaFixture {
+    let pool = crate::demo::seed(&state.db, 1, 0).await.unwrap();
+    let zone = state.db.zone_fetch_by_token_hash(&token_hash(&pool.join_token)).await.unwrap().unwrap();
+    let mut hosts = Vec::new();
+    for name in ["h1", "h2"] {
+        let registration = api::agent::HostRegistration {
+            name: name.into(),
+            address: "127.0.1.1".into(),
+            cluster: "cluster-a".into(),
+            hypervisor: api::v1::HypervisorKind::Sim,
+            capacity: api::v1::Resources { cpu_cores: 16, cpu_mhz: 32000, memory_mb: 8192 },
+            mounted_storage: vec![],
+            agent_version: "t".into(),
+        };
+        hosts.push(crate::app::hosts::register(state, &zone, &registration).await.unwrap());
+    }
+    HaFixture { cluster: pool.storage[0].0, hosts, zone: pool.zone_id, storage: pool.storage[0].1 }
+}
+
+impl HaFixture {
+    /// A VM of `memory_mb` running on host `host` (an index), protected or not.
+    async fn running_vm(
+        &self,
+        state: &AppState,
+        name: &str,
+        host: usize,
+        memory_mb: u64,
+        protected: bool,
+    ) -> api::VmId {
+        let offering = match state.db.offering_list().await.unwrap().into_iter().find(|o| o.memory_mb == memory_mb) {
+            Some(offering) => offering.id,
+            None => {
+                let name = format!("mem-{memory_mb}");
+                let new = crate::db::NewOffering {
+                    name: &name,
+                    description: "",
+                    cpu_cores: 1,
+                    cpu_mhz: 1000,
+                    memory_mb,
+                    host_tags: &[],
+                    offer_ha: false,
+                };
+                state.db.offering_insert(new).await.unwrap().id
+            }
+        };
+        let vm = state
+            .db
+            .vm_insert(crate::db::NewVm {
+                template_id: crate::db::default_template_id(),
+                network: "default",
+                name,
+                zone_id: self.zone,
+                host_id: Some(self.hosts[host]),
+                offering_id: offering,
+                storage_pool_id: self.storage,
+                ha_protected: protected,
+                restart_priority: if protected {
+                    api::v1::RestartPriority::Restart
+                } else {
+                    api::v1::RestartPriority::DoNotRestart
+                },
+            })
+            .await
+            .unwrap();
+        state.db.vm_set_state(vm.id, api::v1::VmState::Running, None).await.unwrap();
+        vm.id
+    }
+}
+
+#[tokio::test]
+async fn an_action_that_would_overcommit_is_refused_with_figures_and_pool_operators_may_override_it() {
+    let (state, _dir) = test_state().await;
+    let fixture = two_hosts(&state).await;
+    let protected = fixture.running_vm(&state, "a", 0, 4096, true).await;
+    let operator = cookie_as(&state, api::v1::Role::PoolOperator).await;
+    let vm_operator = cookie_as(&state, api::v1::Role::VmOperator).await;
+    let h2 = format!("/api/v1/hosts/{}", fixture.hosts[1]);
+    let disable = || Some(serde_json::json!({"allocation": "disabled"}));
+
+    // With h2 disabled, nothing could take "a" when h1 fails: capacity 1 -> 0, limit 1.
+    let (status, _, body) = send(&state, request("PATCH", &h2, Some(&operator), disable())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "would-overcommit");
+    assert_eq!(
+        (&body["capacity_before"], &body["capacity_after"], &body["limit"], &body["plan_exists_for"]),
+        (&serde_json::json!(1), &serde_json::json!(0), &serde_json::json!(1), &serde_json::json!(1))
+    );
+    assert_eq!((&body["lower_limit_to"], &body["may_override"]), (&serde_json::json!(0), &serde_json::json!(true)));
+    assert_eq!(body["cluster_id"], fixture.cluster.to_string());
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("setting host h2 to disabled") && message.contains("overcommit=proceed"), "{message}");
+    let as_api_error: api::v1::ApiError = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(as_api_error.code, "would-overcommit", "the console's ApiError decode keeps working");
+    let host = state.db.host_fetch(fixture.hosts[1]).await.unwrap().unwrap();
+    assert_eq!(host.allocation, api::v1::HostAllocation::Enabled, "a refused action changes nothing");
+
+    let (status, _, body) =
+        send(&state, request("PATCH", &format!("{h2}?overcommit=maybe"), Some(&operator), disable())).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid-overcommit")));
+    assert!(body["message"].as_str().unwrap().starts_with("overcommit:"), "{body}");
+
+    // A vm-operator may only cancel: asking to proceed is refused, naming why.
+    let start = format!("/api/v1/vms/{protected}/start?overcommit=proceed");
+    let (status, _, body) = send(&state, request("POST", &start, Some(&vm_operator), None)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("vm-operator") && message.contains("overcommit=proceed"), "{message}");
+
+    // A pool operator proceeds: the cluster becomes overcommitted, and the audit log says who and what.
+    let (status, _, host) =
+        send(&state, request("PATCH", &format!("{h2}?overcommit=proceed"), Some(&operator), disable())).await;
+    assert_eq!((status, host["allocation"].as_str()), (StatusCode::OK, Some("disabled")));
+    let admin = login(&state).await;
+    let (_, _, entries) = send(&state, request("GET", "/api/v1/audit?target=overcommit", Some(&admin), None)).await;
+    let entries = entries.as_array().unwrap();
+    let proceeded = entries.iter().find(|entry| entry["status"] == 200).expect("the override is audited");
+    assert_eq!(proceeded["actor"], "as-pool-operator");
+    assert!(proceeded["target"].as_str().unwrap().ends_with("?overcommit=proceed"));
+    let detail = proceeded["detail"].as_str().unwrap();
+    assert!(detail.contains("overcommit=proceed") && detail.contains("becomes overcommitted"), "{detail}");
+    let (_, _, entries) =
+        send(&state, request("GET", &format!("/api/v1/audit?target={}", fixture.hosts[1]), Some(&admin), None)).await;
+    let refused =
+        entries.as_array().unwrap().iter().find(|entry| entry["status"] == 409).expect("the refusal is audited");
+    assert!(refused["detail"].as_str().unwrap().starts_with("refused:"), "{refused}");
+
+    // The reconciler raises the alert, and clears it once the pool is whole again.
+    crate::ha::capacity::evaluate_all(&state).await.unwrap();
+    let (_, _, alerts) = send(&state, request("GET", "/api/v1/alerts", Some(&vm_operator), None)).await;
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (alerts[0]["kind"].as_str(), alerts[0]["severity"].as_str()),
+        (Some("pool-overcommitted"), Some("warning"))
+    );
+    let (_, _, clusters) = send(&state, request("GET", "/api/v1/clusters", Some(&vm_operator), None)).await;
+    assert_eq!(clusters[0]["ha_plan"]["overcommitted"], true);
+    assert_eq!(clusters[0]["ha_plan"]["max_failure_capacity"], 0);
+    let enable = Some(serde_json::json!({"allocation": "enabled"}));
+    let (status, _, _) = send(&state, request("PATCH", &h2, Some(&operator), enable)).await;
+    assert_eq!(status, StatusCode::OK, "more capacity is never refused");
+    crate::ha::capacity::evaluate_all(&state).await.unwrap();
+    let (_, _, all) = send(&state, request("GET", "/api/v1/alerts?status=all", Some(&vm_operator), None)).await;
+    assert!(all[0]["cleared_at"].is_string(), "{all}");
+    let acknowledge = format!("/api/v1/alerts/{}/acknowledge", all[0]["id"].as_str().unwrap());
+    let (status, _, acknowledged) = send(&state, request("POST", &acknowledge, Some(&vm_operator), None)).await;
+    assert_eq!((status, acknowledged["acknowledged_by"].as_str()), (StatusCode::OK, Some("as-vm-operator")));
+    let (_, _, open) = send(&state, request("GET", "/api/v1/alerts", Some(&vm_operator), None)).await;
+    assert_eq!(open, serde_json::json!([]));
+
+    // Lower the limit and proceed: one transaction, limit = capacity after.
+    let (status, _, _) =
+        send(&state, request("PATCH", &format!("{h2}?overcommit=lower-limit"), Some(&operator), disable())).await;
+    assert_eq!(status, StatusCode::OK);
+    let cluster = state.db.cluster_fetch(fixture.cluster).await.unwrap().unwrap();
+    assert_eq!(cluster.ha_failure_limit, 0);
+    assert_eq!(
+        state.db.host_fetch(fixture.hosts[1]).await.unwrap().unwrap().allocation,
+        api::v1::HostAllocation::Disabled
+    );
+    let (_, _, entries) = send(&state, request("GET", "/api/v1/audit?target=lower-limit", Some(&admin), None)).await;
+    let detail = entries[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("lowered from 1 to 0"), "{detail}");
+}
+
+#[tokio::test]
+async fn protecting_a_vm_is_checked_and_lowering_the_limit_goes_with_the_change() {
+    let (state, _dir) = test_state().await;
+    let fixture = two_hosts(&state).await;
+    // h1: a (1 GB, protected) and c (2 GB); h2: b (6 GB). h1 keeps 5 GB free: room for a, not for b.
+    fixture.running_vm(&state, "a", 0, 1024, true).await;
+    fixture.running_vm(&state, "c", 0, 2048, false).await;
+    let b = fixture.running_vm(&state, "b", 1, 6144, false).await;
+    let operator = cookie_as(&state, api::v1::Role::PoolOperator).await;
+    let path = format!("/api/v1/vms/{b}/ha");
+    let protect = || Some(serde_json::json!({"ha_protected": true, "restart_priority": "restart"}));
+
+    let (status, _, body) = send(&state, request("PATCH", &path, Some(&operator), protect())).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("would-overcommit")), "{body}");
+    assert_eq!((body["capacity_before"].as_u64(), body["capacity_after"].as_u64()), (Some(1), Some(0)));
+    assert!(!state.db.vm_fetch(b).await.unwrap().unwrap().ha_protected);
+
+    // Only the start order: nothing the plan sees changes.
+    let (status, _, _) =
+        send(&state, request("PATCH", &path, Some(&operator), Some(serde_json::json!({"start_order": 3})))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _, vm) =
+        send(&state, request("PATCH", &format!("{path}?overcommit=lower-limit"), Some(&operator), protect())).await;
+    assert_eq!(
+        (status, vm["ha_protected"].as_bool(), vm["start_order"].as_i64()),
+        (StatusCode::OK, Some(true), Some(3))
+    );
+    assert_eq!(state.db.cluster_fetch(fixture.cluster).await.unwrap().unwrap().ha_failure_limit, 0);
+
+    // Protecting it again changes nothing the plan sees.
+    let (status, _, _) = send(&state, request("PATCH", &path, Some(&operator), protect())).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_failure_limit_is_checked_against_capacity_and_the_live_plan_is_served() {
+    let (state, _dir) = test_state().await;
+    let fixture = two_hosts(&state).await;
+    fixture.running_vm(&state, "a", 0, 4096, true).await;
+    let operator = cookie_as(&state, api::v1::Role::PoolOperator).await;
+    let reader = cookie_as(&state, api::v1::Role::ReadOnly).await;
+    let limit_path = format!("/api/v1/clusters/{}/ha/failure-limit", fixture.cluster);
+
+    let (status, _, plan) =
+        send(&state, request("GET", &format!("/api/v1/clusters/{}/ha/plan", fixture.cluster), Some(&reader), None))
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((plan["failure_limit"].as_u64(), plan["report"]["max_failure_capacity"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(plan["report"]["overcommitted"], false);
+    assert_eq!(
+        (plan["pool"]["hosts"].as_array().unwrap().len(), plan["pool"]["vms"].as_array().unwrap().len()),
+        (2, 1)
+    );
+    assert_eq!(plan["pool"]["vms"][0]["host"], "h1");
+    let missing = format!("/api/v1/clusters/{}/ha/plan", api::ClusterId::new_random());
+    assert_eq!(send(&state, request("GET", &missing, Some(&reader), None)).await.0, StatusCode::NOT_FOUND);
+
+    let (status, _, body) =
+        send(&state, request("PUT", &limit_path, Some(&operator), Some(serde_json::json!({"limit": 2})))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        (body["code"].as_str(), body["capacity"].as_u64(), body["limit"].as_u64()),
+        (Some("limit-above-capacity"), Some(1), Some(2))
+    );
+    assert!(body["message"].as_str().unwrap().contains("can survive 1 host failure(s)"), "{body}");
+    assert_eq!(state.db.cluster_fetch(fixture.cluster).await.unwrap().unwrap().ha_failure_limit, 1);
+
+    let confirmed = serde_json::json!({"limit": 2, "confirm_overcommit": true});
+    let (status, _, plan) = send(&state, request("PUT", &limit_path, Some(&operator), Some(confirmed))).await;
+    assert_eq!((status, plan["failure_limit"].as_u64()), (StatusCode::OK, Some(2)));
+    assert_eq!(
+        (plan["report"]["overcommitted"].as_bool(), plan["report"]["plan_exists_for"].as_u64()),
+        (Some(true), Some(1))
+    );
+
+    let (status, _, body) =
+        send(&state, request("PUT", &limit_path, Some(&operator), Some(serde_json::json!({"limit": 5000})))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid-limit")));
+    let (status, _, body) = send(
+        &state,
+        request("PUT", &limit_path, Some(&operator), Some(serde_json::json!({"confirm_overcommit": true}))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("limit"), "{body}");
+    let (status, _, _) =
+        send(&state, request("PUT", &limit_path, Some(&operator), Some(serde_json::json!({"limit": 1})))).await;
+    assert_eq!(status, StatusCode::OK, "a limit within capacity needs no confirmation");
+    let (status, _, body) = send(&state, request("GET", "/api/v1/alerts?status=sometimes", Some(&reader), None)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid-query")));
 }
