@@ -147,7 +147,10 @@ fn run() -> Result<ExitCode> {
         }
         "tools" => {
             no_options(&command, &rest)?;
-            tools::ensure(&ctx, &tools::Needs { chromium: true, postgres_package: false, libvirt: true })?;
+            tools::ensure(
+                &ctx,
+                &tools::Needs { chromium: true, postgres_package: false, libvirt: true, test_peers: true },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         "bench-api" => bench::run(&ctx, &bench::Options::parse(&rest)?),

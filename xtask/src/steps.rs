@@ -23,7 +23,7 @@ pub fn demo(ctx: &Ctx, extra: &[String]) -> Result<ExitCode> {
     let mut timings = Vec::new();
 
     let started = Instant::now();
-    tools::ensure(ctx, &tools::Needs { chromium: false, postgres_package: false, libvirt: false })?;
+    tools::ensure(ctx, &tools::Needs { chromium: false, postgres_package: false, libvirt: false, test_peers: false })?;
     timings.push(("tools", started.elapsed()));
 
     let started = Instant::now();
@@ -59,7 +59,10 @@ pub fn test(ctx: &Ctx, scope: Scope) -> Result<ExitCode> {
     let tools_ready = (|| -> Result<Option<postgres::Found>> {
         let postgres_found = if everything { Some(postgres::probe(ctx)?) } else { None };
         let postgres_package = matches!(postgres_found, Some(postgres::Found::Missing { package_missing: true }));
-        tools::ensure(ctx, &tools::Needs { chromium: true, postgres_package, libvirt: everything })?;
+        tools::ensure(
+            ctx,
+            &tools::Needs { chromium: true, postgres_package, libvirt: everything, test_peers: everything },
+        )?;
         Ok(postgres_found)
     })();
     ctx.bail_if_interrupted()?;

@@ -29,7 +29,15 @@ pub struct Needs {
     pub postgres_package: bool,
     /// libvirt's C library and headers, for the agent's libvirt backend and its tests.
     pub libvirt: bool,
+    /// The real peers the tests talk to: OpenIPMI's `ipmi_sim` and `ipmitool` (Debian), and the PyPI
+    /// packages pinned in requirements-test.txt (sushy-tools' Redfish emulator).
+    pub test_peers: bool,
 }
+
+/// Debian packages of the tests' real peers, each with the program that shows it is there.
+const PEER_PACKAGES: [(&str, &str); 2] = [("openipmi", "/usr/bin/ipmi_sim"), ("ipmitool", "/usr/bin/ipmitool")];
+/// PyPI packages of the tests' real peers, pinned.
+const PYTHON_REQUIREMENTS: &str = "requirements-test.txt";
 
 pub fn ensure(ctx: &Ctx, needs: &Needs) -> Result<()> {
     let started = Instant::now();
@@ -50,15 +58,25 @@ pub fn ensure(ctx: &Ctx, needs: &Needs) -> Result<()> {
             None => apt_packages.extend(["libvirt-dev", "pkg-config"]),
         }
     }
+    if needs.test_peers {
+        for (package, program) in PEER_PACKAGES {
+            if std::path::Path::new(program).exists() {
+                println!("xtask: {package}: present ({program})");
+            } else {
+                apt_packages.push(package);
+            }
+        }
+    }
     let apt_job = if apt_packages.is_empty() { None } else { Some(apt_install(ctx, &apt_packages)?) };
     let npm_job = npm_packages(ctx)?;
+    let pip_job = if needs.test_peers { Some(python_packages(ctx)?) } else { None };
 
     wasm_target(ctx)?;
     cargo_fetch(ctx)?;
     let wasm_bindgen_job = wasm_bindgen_cli(ctx)?;
     trunk(ctx)?;
 
-    for job in [wasm_bindgen_job, apt_job].into_iter().flatten() {
+    for job in [wasm_bindgen_job, apt_job, pip_job].into_iter().flatten() {
         job.join(ctx)?;
     }
     if let Some((job, stamp)) = npm_job {
@@ -75,6 +93,13 @@ pub fn ensure(ctx: &Ctx, needs: &Needs) -> Result<()> {
     check_version(ctx, "wasm-opt", WASM_OPT_VERSION)?;
     if needs.chromium && proc::probe(ctx.command(CHROMIUM).arg("--version")).is_none() {
         bail!("{CHROMIUM} --version still fails after installing chromium");
+    }
+    if needs.test_peers {
+        for (package, program) in PEER_PACKAGES {
+            if !std::path::Path::new(program).exists() {
+                bail!("{program} is still missing after installing {package}");
+            }
+        }
     }
     if needs.libvirt && proc::probe(ctx.command("pkg-config").args(["--modversion", "libvirt"])).is_none() {
         bail!("pkg-config still finds no libvirt after installing libvirt-dev");
@@ -158,6 +183,18 @@ fn wasm_bindgen_cli(ctx: &Ctx) -> Result<Option<Background>> {
     let mut command = ctx.cargo();
     command.args(["install", "wasm-bindgen-cli", "--version", &version]);
     Ok(Some(Background::spawn(ctx, "wasm-bindgen-cli", command)?))
+}
+
+/// `pip install -r requirements-test.txt`: quick and offline when every pin is already satisfied.
+fn python_packages(ctx: &Ctx) -> Result<Background> {
+    if proc::probe(ctx.command("python3").args(["-m", "pip", "--version"])).is_none() {
+        bail!("python3 with pip is missing (Debian: apt-get install -y python3-pip)");
+    }
+    let mut command = ctx.command("python3");
+    command
+        .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "-r"])
+        .arg(ctx.root.join(PYTHON_REQUIREMENTS));
+    Background::spawn(ctx, "pip", command)
 }
 
 /// `npm ci` at the root unless node_modules already matches package.json + package-lock.json.
