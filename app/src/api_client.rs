@@ -4,14 +4,20 @@
 //! never sees the token. Every mutating request carries [`api::v1::CSRF_HEADER`], without which the server
 //! answers 403. Every failure becomes a [`ClientError`] whose `Display` is the text a person should read:
 //! for an error answer of the server, exactly its `ApiError.message`.
+//!
+//! The calls that admission control checks (deploy, start, migrate, VM HA settings, host changes,
+//! maintenance, removal) take an `Option<OvercommitChoice>`: `None` first; when the server answers
+//! 409 `would-overcommit` ([`ClientError::WouldOvercommit`]), the same call again with the person's
+//! choice (see `crate::components::admission`).
 
 use api::v1::{
-    ApiError, AuditEntry, AuditQuery, ChangePasswordRequest, Cluster, ComputeOffering, CreateOfferingRequest,
-    CreateUserRequest, DeployVmRequest, Host, Inventory, LoginRequest, Me, MigrateVmRequest, ResetPasswordRequest,
-    StoragePool, Template, UpdateHostRequest, UpdateOfferingRequest, UpdateUserRequest, UpdateVmHaRequest, User, Vm,
-    VmActionAccepted, VmDeployed, Zone,
+    Alert, AlertId, AlertQuery, ApiError, AuditEntry, AuditQuery, ChangePasswordRequest, Cluster, ClusterHaPlan,
+    ComputeOffering, CreateOfferingRequest, CreateUserRequest, DeployVmRequest, Host, Inventory, LoginRequest, Me,
+    MigrateVmRequest, OVERCOMMIT_PARAM, OvercommitChoice, OvercommitConflict, PlanSimulateRequest,
+    PlanSimulateResponse, ResetPasswordRequest, SetFailureLimitRequest, StoragePool, Template, UpdateHostRequest,
+    UpdateOfferingRequest, UpdateUserRequest, UpdateVmHaRequest, User, Vm, VmActionAccepted, VmDeployed, Zone,
 };
-use api::{HostId, OfferingId, UserId, VmId};
+use api::{ClusterId, HostId, OfferingId, UserId, VmId};
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,6 +31,9 @@ pub const EVENTS_URL: &str = "/api/v1/events";
 pub enum ClientError {
     /// The server answered with an error status; `error.message` is its explanation.
     Api { status: u16, error: ApiError },
+    /// 409 `would-overcommit`: the action would break its cluster's failover plan. The same call with
+    /// an [`OvercommitChoice`] may go ahead (pool operators and up).
+    WouldOvercommit(Box<OvercommitConflict>),
     /// No answer arrived: the server is down, unreachable, or the network failed.
     Network(String),
     /// An answer arrived but was not what this console version understands.
@@ -38,12 +47,22 @@ impl ClientError {
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, ClientError::Api { status: 401, .. })
     }
+
+    /// The server's machine code of an error answer, e.g. `limit-above-capacity`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error, .. } => Some(&error.code),
+            ClientError::WouldOvercommit(conflict) => Some(&conflict.code),
+            ClientError::Network(_) | ClientError::Decode(_) | ClientError::Invalid(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Api { error, .. } => f.write_str(&error.message),
+            ClientError::WouldOvercommit(conflict) => f.write_str(&conflict.message),
             ClientError::Network(detail) => {
                 write!(f, "Cannot reach the management server ({detail}).")
             }
@@ -68,11 +87,21 @@ fn mutating(builder: RequestBuilder) -> RequestBuilder {
     builder.header(api::v1::CSRF_HEADER, "1")
 }
 
+/// The code of the 409 answer whose body is an [`OvercommitConflict`].
+const WOULD_OVERCOMMIT: &str = "would-overcommit";
+
 /// Turns an error status into a [`ClientError::Api`], keeping the server's `ApiError` when it sent one
-/// (a proxy in front of the server may answer with plain text or HTML instead).
+/// (a proxy in front of the server may answer with plain text or HTML instead), or into
+/// [`ClientError::WouldOvercommit`] for admission control's conflict.
 async fn error_of(response: &Response) -> ClientError {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
+    if status == 409
+        && let Ok(conflict) = serde_json::from_str::<OvercommitConflict>(&body)
+        && conflict.code == WOULD_OVERCOMMIT
+    {
+        return ClientError::WouldOvercommit(Box::new(conflict));
+    }
     let error = serde_json::from_str::<ApiError>(&body).unwrap_or_else(|_| ApiError {
         code: format!("http-{status}"),
         message: format!("The server answered {status} {}.", response.status_text()),
@@ -118,9 +147,21 @@ async fn patch_body<T: DeserializeOwned>(url: &str, body: &impl Serialize) -> Cl
     json_answer(send_body(Request::patch(url), body).await?).await
 }
 
+async fn put_body<T: DeserializeOwned>(url: &str, body: &impl Serialize) -> ClientResult<T> {
+    json_answer(send_body(Request::put(url), body).await?).await
+}
+
 async fn delete(url: &str) -> ClientResult<()> {
     let response = mutating(Request::delete(url)).send().await.map_err(network_error)?;
     empty_answer(response).await
+}
+
+/// `url` with the person's answer to an overcommit warning, when there is one.
+fn admitted(url: String, choice: Option<OvercommitChoice>) -> String {
+    match choice {
+        Some(choice) => format!("{url}?{OVERCOMMIT_PARAM}={}", choice.as_str()),
+        None => url,
+    }
 }
 
 // ---- session -----------------------------------------------------------------------------------------
@@ -194,8 +235,9 @@ pub async fn offerings() -> ClientResult<Vec<ComputeOffering>> {
 // ---- VM power ----------------------------------------------------------------------------------------
 
 /// Asks the VM's host to start it; the VM goes Starting now and Running later (announced by events).
-pub async fn start_vm(id: VmId) -> ClientResult<VmActionAccepted> {
-    post_json(&format!("/api/v1/vms/{id}/start")).await
+/// Checked by admission control.
+pub async fn start_vm(id: VmId, choice: Option<OvercommitChoice>) -> ClientResult<VmActionAccepted> {
+    post_json(&admitted(format!("/api/v1/vms/{id}/start"), choice)).await
 }
 
 /// Asks the VM's host to stop it; the VM goes Stopping now and Stopped later (announced by events).
@@ -219,8 +261,9 @@ pub async fn templates() -> ClientResult<Vec<Template>> {
 }
 
 /// Creates a VM; placement picks its host unless `request.host_id` names one (pool operators and up).
-pub async fn deploy_vm(request: &DeployVmRequest) -> ClientResult<VmDeployed> {
-    post_body("/api/v1/vms", request).await
+/// Checked by admission control when it starts the VM.
+pub async fn deploy_vm(request: &DeployVmRequest, choice: Option<OvercommitChoice>) -> ClientResult<VmDeployed> {
+    post_body(&admitted("/api/v1/vms".to_owned(), choice), request).await
 }
 
 /// Removes a stopped VM for good.
@@ -228,34 +271,70 @@ pub async fn destroy_vm(id: VmId) -> ClientResult<()> {
     delete(&format!("/api/v1/vms/{id}")).await
 }
 
-/// Starts a live migration; the VM shows `migrating` until events say where it ended up.
-pub async fn migrate_vm(id: VmId, host_id: HostId) -> ClientResult<Vm> {
-    post_body(&format!("/api/v1/vms/{id}/migrate"), &MigrateVmRequest { host_id }).await
+/// Starts a live migration; the VM shows `migrating` until events say where it ended up. Checked by
+/// admission control.
+pub async fn migrate_vm(id: VmId, host_id: HostId, choice: Option<OvercommitChoice>) -> ClientResult<Vm> {
+    post_body(&admitted(format!("/api/v1/vms/{id}/migrate"), choice), &MigrateVmRequest { host_id }).await
 }
 
-pub async fn update_vm_ha(id: VmId, request: &UpdateVmHaRequest) -> ClientResult<Vm> {
-    patch_body(&format!("/api/v1/vms/{id}/ha"), request).await
+/// Checked by admission control.
+pub async fn update_vm_ha(id: VmId, request: &UpdateVmHaRequest, choice: Option<OvercommitChoice>) -> ClientResult<Vm> {
+    patch_body(&admitted(format!("/api/v1/vms/{id}/ha"), choice), request).await
 }
 
 // ---- hosts -------------------------------------------------------------------------------------------
 
-/// Enables or disables a host for new VMs and/or replaces its tags.
-pub async fn update_host(id: HostId, request: &UpdateHostRequest) -> ClientResult<Host> {
-    patch_body(&format!("/api/v1/hosts/{id}"), request).await
+/// Enables or disables a host for new VMs and/or replaces its tags. Checked by admission control.
+pub async fn update_host(
+    id: HostId,
+    request: &UpdateHostRequest,
+    choice: Option<OvercommitChoice>,
+) -> ClientResult<Host> {
+    patch_body(&admitted(format!("/api/v1/hosts/{id}"), choice), request).await
 }
 
 /// Puts a host into maintenance: its running VMs are migrated away first (progress in `Host::maintenance`).
-pub async fn enter_maintenance(id: HostId) -> ClientResult<Host> {
-    post_json(&format!("/api/v1/hosts/{id}/maintenance")).await
+/// Checked by admission control.
+pub async fn enter_maintenance(id: HostId, choice: Option<OvercommitChoice>) -> ClientResult<Host> {
+    post_json(&admitted(format!("/api/v1/hosts/{id}/maintenance"), choice)).await
 }
 
 pub async fn cancel_maintenance(id: HostId) -> ClientResult<Host> {
     post_json(&format!("/api/v1/hosts/{id}/cancel-maintenance")).await
 }
 
-/// Removes an empty host from the inventory.
-pub async fn remove_host(id: HostId) -> ClientResult<()> {
-    delete(&format!("/api/v1/hosts/{id}")).await
+/// Removes an empty host from the inventory. Checked by admission control.
+pub async fn remove_host(id: HostId, choice: Option<OvercommitChoice>) -> ClientResult<()> {
+    delete(&admitted(format!("/api/v1/hosts/{id}"), choice)).await
+}
+
+// ---- failover plan and alerts ------------------------------------------------------------------------
+
+/// The cluster's failover plan computed now, with the planner input it was computed from.
+pub async fn cluster_ha_plan(id: ClusterId) -> ClientResult<ClusterHaPlan> {
+    get_json(&format!("/api/v1/clusters/{id}/ha/plan")).await
+}
+
+/// Sets the cluster's host failure limit; a limit above its capacity needs `confirm_overcommit`
+/// (else 409 `limit-above-capacity`).
+pub async fn set_failure_limit(id: ClusterId, request: &SetFailureLimitRequest) -> ClientResult<ClusterHaPlan> {
+    put_body(&format!("/api/v1/clusters/{id}/ha/failure-limit"), request).await
+}
+
+/// The planner on a described pool: capacity, and where VMs go after failures (changes nothing).
+pub async fn simulate_plan(request: &PlanSimulateRequest) -> ClientResult<PlanSimulateResponse> {
+    post_body("/api/v1/ha/plan/simulate", request).await
+}
+
+/// Alerts, newest first: open ones (not acknowledged) or all.
+pub async fn alerts(query: &AlertQuery) -> ClientResult<Vec<Alert>> {
+    let query = serde_urlencoded::to_string(query).map_err(|error| ClientError::Invalid(error.to_string()))?;
+    get_json(&format!("/api/v1/alerts?{query}")).await
+}
+
+/// Acknowledges an open alert as the signed-in user; 409 when someone already did.
+pub async fn acknowledge_alert(id: AlertId) -> ClientResult<Alert> {
+    post_json(&format!("/api/v1/alerts/{id}/acknowledge")).await
 }
 
 // ---- offerings ---------------------------------------------------------------------------------------

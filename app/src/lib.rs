@@ -29,6 +29,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=pages::infrastructure::InfrastructurePage />
                     <Route path=path!("zones") view=pages::zones::ZonesPage />
                     <Route path=path!("clusters") view=pages::clusters::ClustersPage />
+                    <Route path=path!("clusters/:id/ha") view=pages::ha_plan::HaPlanPage />
                     <Route path=path!("hosts") view=pages::hosts::HostsPage />
                     <Route path=path!("hosts/:id") view=pages::host_detail::HostDetailPage />
                     <Route path=path!("vms") view=pages::vms::VmsPage />
@@ -36,6 +37,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("offerings") view=pages::offerings::OfferingsPage />
                     <Route path=path!("users") view=pages::users::UsersPage />
                     <Route path=path!("audit") view=pages::audit::AuditPage />
+                    <Route path=path!("alerts") view=pages::alerts::AlertsPage />
                     <Route path=path!("account") view=pages::account::AccountPage />
                 </ParentRoute>
             </Routes>

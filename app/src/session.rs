@@ -40,10 +40,14 @@ pub enum SessionPhase {
 pub enum Ability {
     /// Start, stop, restart VMs; deploy VMs where placement chooses the host.
     OperateVms,
+    /// Acknowledge alerts (those who watch the pool and act on it).
+    AcknowledgeAlerts,
     /// Compute offerings, host enable/disable/maintenance/tags/removal, migration, deploy to a chosen host.
     ManagePool,
-    /// VM HA settings (protection, restart priority, order, delay).
+    /// VM HA settings (protection, restart priority, order, delay) and a cluster's host failure limit.
     ManageHa,
+    /// Proceed past an overcommit warning, or lower the host failure limit to proceed.
+    OverrideOvercommit,
     /// Read the audit log.
     ReadAudit,
     /// Users and roles.
@@ -53,8 +57,10 @@ pub enum Ability {
 impl Ability {
     pub fn allows(self, role: Role) -> bool {
         match self {
-            Ability::OperateVms => matches!(role, Role::PoolAdmin | Role::PoolOperator | Role::VmOperator),
-            Ability::ManagePool | Ability::ManageHa | Ability::ReadAudit => {
+            Ability::OperateVms | Ability::AcknowledgeAlerts => {
+                matches!(role, Role::PoolAdmin | Role::PoolOperator | Role::VmOperator)
+            }
+            Ability::ManagePool | Ability::ManageHa | Ability::OverrideOvercommit | Ability::ReadAudit => {
                 matches!(role, Role::PoolAdmin | Role::PoolOperator)
             }
             Ability::AdministerPool => role == Role::PoolAdmin,
@@ -64,8 +70,10 @@ impl Ability {
     /// Who may, in words, for "why can't I?" texts.
     fn who(self) -> &'static str {
         match self {
-            Ability::OperateVms => "VM operators, pool operators and pool admins",
-            Ability::ManagePool | Ability::ManageHa | Ability::ReadAudit => "pool operators and pool admins",
+            Ability::OperateVms | Ability::AcknowledgeAlerts => "VM operators, pool operators and pool admins",
+            Ability::ManagePool | Ability::ManageHa | Ability::OverrideOvercommit | Ability::ReadAudit => {
+                "pool operators and pool admins"
+            }
             Ability::AdministerPool => "pool admins",
         }
     }
@@ -73,8 +81,10 @@ impl Ability {
     fn what(self) -> &'static str {
         match self {
             Ability::OperateVms => "operate VMs",
+            Ability::AcknowledgeAlerts => "acknowledge alerts",
             Ability::ManagePool => "change the pool's hosts, offerings and placement",
             Ability::ManageHa => "change HA settings",
+            Ability::OverrideOvercommit => "proceed past an overcommit warning or lower the host failure limit",
             Ability::ReadAudit => "read the audit log",
             Ability::AdministerPool => "manage users",
         }

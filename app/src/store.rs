@@ -6,6 +6,7 @@
 //! the truth after a reconnect, when events may have been missed.
 
 use crate::api_client::{self, ClientError};
+use crate::components::admission::OvercommitQuestion;
 use crate::session::Session;
 use api::v1::{Cluster, Event, Host, Inventory, StoragePool, Vm, VmState, Zone};
 use api::{ClusterId, HostId, StoragePoolId, VmId, ZoneId};
@@ -36,6 +37,11 @@ pub struct Store {
     pub problem: RwSignal<Option<String>>,
     /// The browser's clock, ticking every second, for "2 s ago" texts.
     pub now: RwSignal<DateTime<Utc>>,
+    /// How many times the inventory was reloaded (on `InventoryChanged` and after reconnects): what the
+    /// store does not hold itself (alerts, a cluster's plan) is fetched again when it changes.
+    pub reloads: RwSignal<u64>,
+    /// The overcommit warning waiting for an answer (see `crate::components::admission`).
+    pub overcommit: RwSignal<Option<OvercommitQuestion>, LocalStorage>,
 }
 
 fn by_id<K: Ord, T>(items: Vec<T>, id: impl Fn(&T) -> K) -> BTreeMap<K, T> {
@@ -83,6 +89,8 @@ impl Store {
             live: RwSignal::new(LiveStatus::Connecting),
             problem: RwSignal::new(None),
             now: RwSignal::new(Utc::now()),
+            reloads: RwSignal::new(0),
+            overcommit: RwSignal::new_local(None),
         };
         provide_context(store);
         store
@@ -95,6 +103,7 @@ impl Store {
     /// Reloads the whole inventory (after a reconnect, or when the server says so).
     pub fn reload(self) {
         self.load.refetch();
+        self.reloads.update(|reloads| *reloads += 1);
     }
 
     /// Applies one live event from the server.

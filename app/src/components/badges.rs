@@ -1,11 +1,12 @@
 //! Coloured state badges: `<span class="badge badge-STATE" data-state="STATE">`, the same look everywhere.
 //!
-//! Only states wear the `badge` class: a VM's state (text = the state word, "running") and a host's
-//! agent connection ("Connected"), so that "the badge of this row" is never ambiguous. Settings (host
+//! Only states wear the `badge` class: a VM's state (text = the state word, "running"), a host's agent
+//! connection ("Connected") and an alert's severity ("critical"), so that "the badge of this row" is
+//! never ambiguous. Settings (host
 //! allocation, HA and out-of-band switches) look alike but use `pill pill-WORD`. The `data-state`
 //! attribute is always the lower-case word, for tests and for CSS.
 
-use api::v1::{AgentConnection, HostAllocation, VmState};
+use api::v1::{AgentConnection, AlertSeverity, HostAllocation, VmState};
 use leptos::prelude::*;
 
 fn badge(state: &'static str, text: &'static str) -> impl IntoView + use<> {
@@ -50,6 +51,11 @@ pub fn ConnectionBadge(connection: AgentConnection) -> impl IntoView {
 pub fn AllocationBadge(allocation: HostAllocation) -> impl IntoView {
     let (word, text) = allocation_word(allocation);
     pill(word, text)
+}
+
+#[component]
+pub fn SeverityBadge(severity: AlertSeverity) -> impl IntoView {
+    badge(severity.as_str(), severity.as_str())
 }
 
 /// An on/off feature flag such as HA or out-of-band management.

@@ -3,12 +3,14 @@
 //! The dialog asks for a name, an offering, a template, a network, a cluster and one of the primary
 //! storages usable there (the cluster's shared pools, then the local pools of its hosts), and, for pool
 //! operators and up, a host (the first choice, "Automatic placement", lets the server pick). On success
-//! the new VM goes into the store and the console opens its page. Also home of the small form widgets
-//! (labelled select and input) that the VM and offerings pages reuse.
+//! the new VM goes into the store and the console opens its page. A deploy that starts the VM is checked
+//! by admission control: the overcommit warning may come first (see `components::admission`).
 
 use crate::api_client;
 use crate::api_client::ClientResult;
+use crate::components::admission::run_admitted;
 use crate::components::dialog::{Dialog, FormError, WhyNot};
+use crate::components::form::{Choice, ChoiceSelect, TextField};
 use crate::components::format;
 use crate::components::vm_actions::{host_option_label, storage_label, takes_vms};
 use crate::session::{Ability, Session};
@@ -237,17 +239,18 @@ fn DeployDialog(on_close: Callback<()>) -> impl IntoView {
         pending.set(true);
         let navigate = navigate.clone();
         spawn_local(async move {
-            match api_client::deploy_vm(&request).await {
-                Ok(deployed) => {
+            match run_admitted(store, |choice| api_client::deploy_vm(&request, choice)).await {
+                Some(Ok(deployed)) => {
                     let id = deployed.vm.id;
                     store.upsert_vm(deployed.vm);
                     navigate(&format!("/vms/{id}"), Default::default());
                 }
-                Err(failure) => {
+                Some(Err(failure)) => {
                     session.notice(&failure);
                     error.set(Some(failure.to_string()));
                     pending.set(false);
                 }
+                None => pending.set(false),
             }
         });
     };
@@ -344,107 +347,6 @@ fn DeployDialog(on_close: Callback<()>) -> impl IntoView {
                 </div>
             </form>
         </Dialog>
-    }
-}
-
-// ---- form widgets, shared with the VM and offerings pages --------------------------------------------
-
-/// One option of a [`ChoiceSelect`]: its value, its text, and whether it can be chosen.
-#[derive(Clone, PartialEq)]
-pub struct Choice {
-    pub value: String,
-    pub label: String,
-    pub enabled: bool,
-}
-
-impl Choice {
-    pub fn new(value: impl ToString, label: impl Into<String>) -> Choice {
-        Choice { value: value.to_string(), label: label.into(), enabled: true }
-    }
-}
-
-/// A labelled `<select>`, first offering `placeholder` (value "") when given. A choice sets `value`,
-/// or is handed to `on_choose` when given (which then sets `value` itself).
-#[component]
-pub fn ChoiceSelect(
-    #[prop(into)] id: String,
-    #[prop(into)] label: String,
-    #[prop(optional, into)] placeholder: Option<Signal<String>>,
-    #[prop(into)] choices: Signal<Vec<Choice>>,
-    value: RwSignal<String>,
-    #[prop(optional, into)] on_choose: Option<Callback<String>>,
-    #[prop(optional)] autofocus: bool,
-    #[prop(optional)] disabled: bool,
-) -> impl IntoView {
-    let choose = move |chosen: String| match on_choose {
-        Some(on_choose) => on_choose.run(chosen),
-        None => value.set(chosen),
-    };
-    let options = move || {
-        choices
-            .get()
-            .into_iter()
-            .map(|choice| {
-                let selected = choice.value.clone();
-                view! {
-                    <option
-                        value=choice.value
-                        disabled=!choice.enabled
-                        prop:selected=move || value.with(|value| *value == selected)
-                    >
-                        {choice.label}
-                    </option>
-                }
-            })
-            .collect_view()
-    };
-    view! {
-        <div class="field">
-            <label for=id.clone()>{label}</label>
-            <select
-                id=id
-                autofocus=autofocus
-                disabled=disabled
-                on:change:target=move |event| choose(event.target().value())
-            >
-                {placeholder
-                    .map(|placeholder| {
-                        view! {
-                            <option value="" prop:selected=move || value.with(String::is_empty)>
-                                {placeholder}
-                            </option>
-                        }
-                    })}
-                {options}
-            </select>
-        </div>
-    }
-}
-
-/// A labelled text (or `kind="number"`) input bound to `value`.
-#[component]
-pub fn TextField(
-    #[prop(into)] id: String,
-    #[prop(into)] label: String,
-    value: RwSignal<String>,
-    #[prop(default = "text")] kind: &'static str,
-    #[prop(optional, into)] placeholder: Option<String>,
-    #[prop(optional)] autofocus: bool,
-    #[prop(optional)] disabled: bool,
-) -> impl IntoView {
-    view! {
-        <div class="field">
-            <label for=id.clone()>{label}</label>
-            <input
-                id=id
-                type=kind
-                autocomplete="off"
-                placeholder=placeholder
-                autofocus=autofocus
-                disabled=disabled
-                bind:value=value
-            />
-        </div>
     }
 }
 

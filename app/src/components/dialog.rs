@@ -1,20 +1,50 @@
 //! A modal dialog and the small "why can't I?" disclosure used wherever the console withholds an action.
 //!
 //! The dialog is a plain `role="dialog"` box over a dimmed backdrop; Escape and the "×" button close it.
-//! Its first form field gets the focus (the `autofocus` attribute of the caller's field).
+//! Dialogs can stack (the overcommit warning opens over the dialog whose action it checks): Escape then
+//! closes only the topmost one. Its first form field gets the focus (the `autofocus` attribute of the
+//! caller's field, or [`focus_when_mounted`]).
 
 use leptos::ev::keydown;
 use leptos::prelude::*;
+use leptos::web_sys::HtmlElement;
+use std::cell::{Cell, RefCell};
 
-/// A modal dialog titled `title`; `on_close` runs on Escape, on "×", and on a click on the backdrop.
+thread_local! {
+    /// The open dialogs, oldest first: only the last one answers Escape.
+    static OPEN_DIALOGS: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    static NEXT_DIALOG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Registers a newly opened dialog as the topmost one.
+fn opened() -> u64 {
+    let token = NEXT_DIALOG.with(|next| next.replace(next.get() + 1));
+    OPEN_DIALOGS.with(|open| open.borrow_mut().push(token));
+    token
+}
+
+fn closed(token: u64) {
+    OPEN_DIALOGS.with(|open| open.borrow_mut().retain(|open| *open != token));
+}
+
+fn is_topmost(token: u64) -> bool {
+    OPEN_DIALOGS.with(|open| open.borrow().last() == Some(&token))
+}
+
+/// A modal dialog titled `title`; `on_close` runs on Escape (when it is the topmost dialog), on "×",
+/// and on a click on the backdrop.
 #[component]
 pub fn Dialog(#[prop(into)] title: String, #[prop(into)] on_close: Callback<()>, children: Children) -> impl IntoView {
+    let token = opened();
     let handle = window_event_listener(keydown, move |event| {
-        if event.key() == "Escape" {
+        if event.key() == "Escape" && is_topmost(token) {
             on_close.run(());
         }
     });
-    on_cleanup(move || handle.remove());
+    on_cleanup(move || {
+        handle.remove();
+        closed(token);
+    });
     let title_id = format!("dialog-{}", title.to_lowercase().replace(|c: char| !c.is_alphanumeric(), "-"));
     let heading_id = title_id.clone();
     view! {
@@ -41,6 +71,17 @@ pub fn Dialog(#[prop(into)] title: String, #[prop(into)] on_close: Callback<()>,
             </div>
         </div>
     }
+}
+
+/// Moves the keyboard focus to `element` once it is on the page (the `autofocus` attribute only works
+/// on the first page load of a single-page app).
+pub fn focus_when_mounted(element: impl Fn() -> Option<HtmlElement> + 'static) {
+    Effect::new(move || {
+        if let Some(element) = element() {
+            // Focusing only fails for elements that cannot take focus; nothing to do then.
+            let _ = element.focus();
+        }
+    });
 }
 
 /// Says, when asked, why an action is not offered: a "Why can't I …?" disclosure with the reason.

@@ -1,6 +1,40 @@
-//! Plain text formatting of sizes, frequencies and ages, shared by every page (pure functions, tested).
+//! Plain text formatting of sizes, frequencies, ages and restart priorities, shared by every page (pure
+//! functions, tested).
 
+use api::v1::RestartPriority;
 use chrono::{DateTime, Utc};
+
+/// Every restart priority, from most to least protected.
+pub const PRIORITIES: [RestartPriority; 3] =
+    [RestartPriority::Restart, RestartPriority::BestEffort, RestartPriority::DoNotRestart];
+
+/// A restart priority as the API spells it: "restart", "best-effort", "do-not-restart".
+pub fn priority_word(priority: RestartPriority) -> &'static str {
+    match priority {
+        RestartPriority::Restart => "restart",
+        RestartPriority::BestEffort => "best-effort",
+        RestartPriority::DoNotRestart => "do-not-restart",
+    }
+}
+
+/// A restart priority as XenCenter names it: "Restart", "Restart if possible", "Do not restart".
+pub fn priority_label(priority: RestartPriority) -> &'static str {
+    match priority {
+        RestartPriority::Restart => "Restart",
+        RestartPriority::BestEffort => "Restart if possible",
+        RestartPriority::DoNotRestart => "Do not restart",
+    }
+}
+
+/// The restart priority named by its API word.
+pub fn parse_priority(word: &str) -> Option<RestartPriority> {
+    PRIORITIES.into_iter().find(|priority| priority_word(*priority) == word)
+}
+
+/// "1 VM", "3 VMs".
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
 
 /// Memory in the unit an operator reads fastest: MiB below 1 GiB, GiB with one decimal above.
 pub fn memory(megabytes: u64) -> String {
@@ -66,6 +100,16 @@ mod tests {
         assert_eq!(memory(2048), "2.0 GiB");
         assert_eq!(memory_of(1536, 65536), "1.5 / 64.0 GiB");
         assert_eq!(memory_of(256, 512), "256 / 512 MiB");
+    }
+
+    #[test]
+    fn priorities_read_back_from_their_words() {
+        for priority in PRIORITIES {
+            assert_eq!(parse_priority(priority_word(priority)), Some(priority));
+        }
+        assert_eq!(parse_priority("always"), None);
+        assert_eq!(count(1, "failure", "failures"), "1 failure");
+        assert_eq!(count(0, "failure", "failures"), "0 failures");
     }
 
     #[test]

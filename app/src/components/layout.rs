@@ -1,11 +1,14 @@
-//! The signed-in frame around every page: left navigation, top bar with the user and "Sign out", and
-//! the gate that sends a person who is not signed in to the login page (and back afterwards).
+//! The signed-in frame around every page: left navigation (with the number of open alerts), top bar
+//! with the user and "Sign out", the one overcommit warning dialog of the console, and the gate that
+//! sends a person who is not signed in to the login page (and back afterwards).
 //!
 //! The live store, the event stream, the one-second clock and the session refresh all live exactly as
 //! long as this frame: signing out tears them down, signing in builds them afresh.
 
 use crate::api_client;
+use crate::components::admission::OvercommitWarning;
 use crate::live::LiveEvents;
+use crate::pages::alerts::AlertsNavLink;
 use crate::session::{Ability, REFRESH_EVERY, Session, SessionPhase};
 use crate::store::{LiveStatus, Store};
 use chrono::Utc;
@@ -110,6 +113,7 @@ fn SignedInFrame() -> impl IntoView {
                     <A href="/hosts">"Hosts"</A>
                     <A href="/vms">"VMs"</A>
                     <A href="/offerings">"Offerings"</A>
+                    <AlertsNavLink />
                     {session
                         .may_untracked(Ability::ReadAudit)
                         .is_ok()
@@ -157,6 +161,7 @@ fn SignedInFrame() -> impl IntoView {
                 }}
                 <Outlet />
             </main>
+            <OvercommitWarning />
         </div>
     }
 }

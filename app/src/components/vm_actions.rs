@@ -4,12 +4,14 @@
 //!
 //! Power answers (202, the VM now Starting/Stopping) and the migration's answer (the VM `migrating`) go
 //! straight into the store; the end arrives later as live events. A refused power action shows the
-//! server's message in the frame's alert; the dialogs show theirs inside the dialog. Also home of the
-//! host and storage labels that the deploy dialog and the VM page reuse.
+//! server's message in the frame's alert; the dialogs show theirs inside the dialog. Start and migrate
+//! are checked by admission control: the overcommit warning may come first. Also home of the host and
+//! storage labels that the deploy dialog and the VM page reuse.
 
 use crate::api_client;
-use crate::components::deploy_dialog::{Choice, ChoiceSelect};
+use crate::components::admission::run_admitted;
 use crate::components::dialog::{Dialog, FormError, WhyNot};
+use crate::components::form::{Choice, ChoiceSelect};
 use crate::components::format;
 use crate::session::{Ability, Session};
 use crate::store::Store;
@@ -115,14 +117,15 @@ pub fn VmActions(#[prop(into)] vm: Signal<Vm>) -> impl IntoView {
         pending.set(true);
         spawn_local(async move {
             let answer = match power {
-                Power::Start => api_client::start_vm(id).await,
-                Power::Stop => api_client::stop_vm_with(id, false).await,
-                Power::ForceStop => api_client::stop_vm_with(id, true).await,
-                Power::Restart => api_client::restart_vm(id).await,
+                Power::Start => run_admitted(store, |choice| api_client::start_vm(id, choice)).await,
+                Power::Stop => Some(api_client::stop_vm_with(id, false).await),
+                Power::ForceStop => Some(api_client::stop_vm_with(id, true).await),
+                Power::Restart => Some(api_client::restart_vm(id).await),
             };
             match answer {
-                Ok(accepted) => store.upsert_vm(accepted.vm),
-                Err(error) => store.report(session, &error),
+                Some(Ok(accepted)) => store.upsert_vm(accepted.vm),
+                Some(Err(error)) => store.report(session, &error),
+                None => {}
             }
             pending.set(false);
         });
@@ -238,16 +241,17 @@ fn MigrateDialog(vm: Signal<Vm>, on_close: Callback<()>) -> impl IntoView {
         error.set(None);
         pending.set(true);
         spawn_local(async move {
-            match api_client::migrate_vm(id, host_id).await {
-                Ok(migrating) => {
+            match run_admitted(store, |choice| api_client::migrate_vm(id, host_id, choice)).await {
+                Some(Ok(migrating)) => {
                     store.upsert_vm(migrating);
                     on_close.run(());
                 }
-                Err(failure) => {
+                Some(Err(failure)) => {
                     session.notice(&failure);
                     error.set(Some(failure.to_string()));
                     pending.set(false);
                 }
+                None => pending.set(false),
             }
         });
     };

@@ -2,8 +2,10 @@
 //!
 //! The answer (202, VM now Starting/Stopping) goes straight into the store; the final Running/Stopped
 //! arrives later as a live event. A refusal is shown with the server's message in the frame's alert.
+//! A start is checked by admission control: the overcommit warning may come first.
 
 use crate::api_client;
+use crate::components::admission::run_admitted;
 use crate::session::Session;
 use crate::store::Store;
 use api::VmId;
@@ -38,12 +40,13 @@ pub fn VmPowerButtons(vm_id: VmId, name: String, state: VmState) -> impl IntoVie
         pending.set(true);
         spawn_local(async move {
             let answer = match power {
-                Power::Start => api_client::start_vm(vm_id).await,
-                Power::Stop => api_client::stop_vm(vm_id).await,
+                Power::Start => run_admitted(store, |choice| api_client::start_vm(vm_id, choice)).await,
+                Power::Stop => Some(api_client::stop_vm(vm_id).await),
             };
             match answer {
-                Ok(accepted) => store.upsert_vm(accepted.vm),
-                Err(error) => store.report(session, &error),
+                Some(Ok(accepted)) => store.upsert_vm(accepted.vm),
+                Some(Err(error)) => store.report(session, &error),
+                None => {}
             }
             pending.set(false);
         });

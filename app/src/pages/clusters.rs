@@ -1,5 +1,6 @@
-//! The clusters list: each cluster with its zone, HA and out-of-band switches, hosts, VMs and how much of
-//! its hosts' CPU and memory is allocated.
+//! The clusters list: each cluster with its zone, HA and out-of-band switches, its failover plan in brief
+//! (linking to the cluster's HA plan page), hosts, VMs and how much of its hosts' CPU and memory is
+//! allocated.
 
 use crate::components::badges::FlagBadge;
 use crate::components::error_view::{ErrorView, Loading};
@@ -7,6 +8,7 @@ use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow, UsageBar};
 use crate::store::Store;
 use api::ClusterId;
+use api::v1::ClusterPlanSummary;
 use leptos::prelude::*;
 
 #[component]
@@ -37,6 +39,7 @@ pub fn ClustersPage() -> impl IntoView {
                                                 <th scope="col">"Zone"</th>
                                                 <th scope="col">"HA"</th>
                                                 <th scope="col">"Out-of-band management"</th>
+                                                <th scope="col">"Failover plan"</th>
                                                 <th scope="col" class="num">"Hosts connected"</th>
                                                 <th scope="col" class="num">"VMs running"</th>
                                                 <th scope="col">"CPU"</th>
@@ -47,7 +50,7 @@ pub fn ClustersPage() -> impl IntoView {
                                             <Show when=move || {
                                                 store.clusters.with(|clusters| clusters.is_empty())
                                             }>
-                                                <EmptyRow columns=8 text="No clusters yet." />
+                                                <EmptyRow columns=9 text="No clusters yet." />
                                             </Show>
                                             <For
                                                 each=move || store.cluster_ids(None)
@@ -97,6 +100,14 @@ fn ClusterRow(id: ClusterId) -> impl IntoView {
                     <td>
                         <FlagBadge on=cluster.oobm_enabled />
                     </td>
+                    <td>
+                        <span class="plan-cell">
+                            <PlanPill summary=cluster.ha_plan.clone() limit=cluster.ha_failure_limit />
+                            <a href=format!("/clusters/{id}/ha") aria-label=format!("HA plan of {}", cluster.name)>
+                                "HA plan"
+                            </a>
+                        </span>
+                    </td>
                     <td class="num">{format!("{connected}/{hosts}")}</td>
                     <td class="num">{format!("{running}/{vms}")}</td>
                     <td class="usage-cell">
@@ -110,5 +121,29 @@ fn ClusterRow(id: ClusterId) -> impl IntoView {
                 </tr>
             }
         })
+    }
+}
+
+/// The failover plan as last evaluated, in brief: "max 1 of 1" in green, or "overcommitted" in red.
+#[component]
+fn PlanPill(summary: Option<ClusterPlanSummary>, limit: u32) -> impl IntoView {
+    match summary {
+        None => view! { <span class="pill">"not evaluated"</span> }.into_any(),
+        Some(summary) if summary.overcommitted => view! {
+            <span class="pill pill-overcommitted" title=format!("Host failure limit {limit}")>
+                "overcommitted"
+            </span>
+        }
+        .into_any(),
+        Some(summary) => {
+            let capacity =
+                summary.max_failure_capacity.map_or_else(|| "none".to_owned(), |capacity| capacity.to_string());
+            view! {
+                <span class="pill pill-on" title="Max failure capacity of host failure limit">
+                    {format!("max {capacity} of {limit}")}
+                </span>
+            }
+            .into_any()
+        }
     }
 }

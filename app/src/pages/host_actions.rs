@@ -1,10 +1,13 @@
 //! Host operations on the host detail page: disable or enable a host for new VMs, enter or cancel
 //! maintenance, edit its tags, and remove an empty host. They need the `ManagePool` ability; other roles
 //! see "Why can't I change this host?" instead. The host comes from the live store, so what the server's
-//! events say shows here without a reload; a refusal shows the server's own message.
+//! events say shows here without a reload; a refusal shows the server's own message. Every change but
+//! cancelling maintenance is checked by admission control: the overcommit warning may come first.
 
 use crate::api_client;
-use crate::components::dialog::{Dialog, FormError, WhyNot};
+use crate::components::admission::run_admitted;
+use crate::components::dialog::{Dialog, FormError, WhyNot, focus_when_mounted};
+use crate::components::format::count;
 use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::v1::{AgentConnection, Host, HostAllocation, UpdateHostRequest, VmState};
@@ -18,11 +21,6 @@ use leptos_router::hooks::use_navigate;
 
 /// The longest tag the server accepts.
 const TAG_MAX: usize = 64;
-
-/// "1 VM", "3 VMs".
-pub(super) fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
 
 /// The tags typed as "ssd, gpu": trimmed, empty ones and repeats dropped (the first stays), and checked
 /// as the server checks them (1 to 64 characters, no whitespace).
@@ -40,17 +38,6 @@ fn parse_tags(text: &str) -> Result<Vec<String>, String> {
         }
     }
     Ok(tags)
-}
-
-/// Moves the keyboard focus to `element` once it is on the page (the `autofocus` attribute only works
-/// on the first page load of a single-page app).
-fn focus_when_mounted(element: impl Fn() -> Option<HtmlElement> + 'static) {
-    Effect::new(move || {
-        if let Some(element) = element() {
-            // Focusing only fails for elements that cannot take focus; nothing to do then.
-            let _ = element.focus();
-        }
-    });
 }
 
 /// The toolbar of host operations, or why the signed-in role has none.
@@ -95,13 +82,15 @@ fn Operations(host: Memo<Host>) -> impl IntoView {
         spawn_local(async move {
             let answer = match call {
                 Call::Allocation(allocation) => {
-                    api_client::update_host(id, &UpdateHostRequest { allocation: Some(allocation), tags: None }).await
+                    let request = UpdateHostRequest { allocation: Some(allocation), tags: None };
+                    run_admitted(store, |choice| api_client::update_host(id, &request, choice)).await
                 }
-                Call::CancelMaintenance => api_client::cancel_maintenance(id).await,
+                Call::CancelMaintenance => Some(api_client::cancel_maintenance(id).await),
             };
             match answer {
-                Ok(host) => store.upsert_host(host),
-                Err(error) => store.report(session, &error),
+                Some(Ok(host)) => store.upsert_host(host),
+                Some(Err(error)) => store.report(session, &error),
+                None => {}
             }
             busy.set(false);
         });
@@ -201,15 +190,16 @@ fn MaintenanceDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
         pending.set(true);
         error.set(None);
         spawn_local(async move {
-            match api_client::enter_maintenance(id).await {
-                Ok(host) => {
+            match run_admitted(store, |choice| api_client::enter_maintenance(id, choice)).await {
+                Some(Ok(host)) => {
                     store.upsert_host(host);
                     close.run(());
                 }
-                Err(failure) => {
+                Some(Err(failure)) => {
                     session.notice(&failure);
                     error.set(Some(failure.to_string()));
                 }
+                None => {}
             }
             pending.set(false);
         });
@@ -270,17 +260,18 @@ fn RemoveDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
         error.set(None);
         let navigate = navigate.clone();
         spawn_local(async move {
-            match api_client::remove_host(id).await {
-                Ok(()) => {
+            match run_admitted(store, |choice| api_client::remove_host(id, choice)).await {
+                Some(Ok(())) => {
                     navigate("/hosts", NavigateOptions::default());
                     store.hosts.update(|hosts| {
                         hosts.remove(&id);
                     });
                 }
-                Err(failure) => {
+                Some(Err(failure)) => {
                     session.notice(&failure);
                     error.set(Some(failure.to_string()));
                 }
+                None => {}
             }
             pending.set(false);
         });
@@ -378,15 +369,17 @@ fn TagsDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
         pending.set(true);
         error.set(None);
         spawn_local(async move {
-            match api_client::update_host(id, &UpdateHostRequest { allocation: None, tags: Some(tags) }).await {
-                Ok(host) => {
+            let request = UpdateHostRequest { allocation: None, tags: Some(tags) };
+            match run_admitted(store, |choice| api_client::update_host(id, &request, choice)).await {
+                Some(Ok(host)) => {
                     store.upsert_host(host);
                     close.run(());
                 }
-                Err(failure) => {
+                Some(Err(failure)) => {
                     session.notice(&failure);
                     error.set(Some(failure.to_string()));
                 }
+                None => {}
             }
             pending.set(false);
         });

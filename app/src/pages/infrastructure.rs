@@ -1,4 +1,5 @@
-//! The infrastructure view: pool totals and the zone > cluster > host > VM tree, collapsible per node.
+//! The infrastructure view: pool totals and the zone > cluster > host > VM tree, collapsible per node;
+//! each cluster links to its HA plan page.
 //! Each node re-renders on its own when its item changes, so open/closed branches stay as the person left
 //! them while states change live.
 
@@ -167,10 +168,17 @@ fn ClusterNode(id: ClusterId) -> impl IntoView {
                         cluster.get()
                             .map(|cluster| {
                                 view! {
-                                    <span class="tree-name">{cluster.name}</span>
+                                    <span class="tree-name">{cluster.name.clone()}</span>
                                     <span class="tree-flags">
                                         "HA " <FlagBadge on=cluster.ha_enabled />
                                     </span>
+                                    <a
+                                        class="tree-link"
+                                        href=format!("/clusters/{id}/ha")
+                                        aria-label=format!("HA plan of {}", cluster.name)
+                                    >
+                                        "HA plan"
+                                    </a>
                                 }
                             })
                     }}

@@ -1,8 +1,15 @@
-//! The console's screens, one file each; each has exactly one `<h1>`.
+//! The console's screens, one file each (the HA plan page's parts are in `ha_*.rs`, host operations in
+//! `host_actions.rs`); each screen has exactly one `<h1>`.
 
 pub mod account;
+pub mod alerts;
 pub mod audit;
 pub mod clusters;
+pub mod ha_failure;
+pub mod ha_limit;
+pub mod ha_plan;
+pub mod ha_priorities;
+pub mod ha_verdict;
 pub mod host_actions;
 pub mod host_detail;
 pub mod hosts;

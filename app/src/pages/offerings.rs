@@ -4,9 +4,9 @@
 //! and the dialog shows its message. Other roles see the table and why they cannot change it.
 
 use crate::api_client::{self, ClientError};
-use crate::components::deploy_dialog::TextField;
 use crate::components::dialog::{Dialog, FormError, WhyNot};
 use crate::components::error_view::{ErrorView, Loading};
+use crate::components::form::TextField;
 use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
 use crate::session::{Ability, Session};

@@ -1,12 +1,14 @@
 //! One VM: its state (with the agent's reason when in Error, and a progress line while it starts, stops
 //! or migrates), where it runs and what it is made of, its actions (power, migrate, destroy) and its HA
-//! settings (editable by pool operators and up). Everything updates live from the store.
+//! settings (editable by pool operators and up; checked by admission control, so the overcommit warning
+//! may come first). Everything updates live from the store.
 
 use crate::api_client::{self, ClientError};
+use crate::components::admission::run_admitted;
 use crate::components::badges::VmStateBadge;
-use crate::components::deploy_dialog::{Choice, ChoiceSelect, TextField};
 use crate::components::dialog::{FormError, WhyNot};
 use crate::components::error_view::{ErrorView, Loading};
+use crate::components::form::{Choice, ChoiceSelect, TextField};
 use crate::components::format;
 use crate::components::time::RelativeTime;
 use crate::components::vm_actions::{VmActions, storage_label};
@@ -18,17 +20,6 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
-
-const PRIORITIES: [RestartPriority; 3] =
-    [RestartPriority::Restart, RestartPriority::BestEffort, RestartPriority::DoNotRestart];
-
-fn priority_word(priority: RestartPriority) -> &'static str {
-    match priority {
-        RestartPriority::Restart => "restart",
-        RestartPriority::BestEffort => "best-effort",
-        RestartPriority::DoNotRestart => "do-not-restart",
-    }
-}
 
 #[component]
 pub fn VmDetailPage() -> impl IntoView {
@@ -243,9 +234,7 @@ fn ha_changes(
     order: &str,
     delay: &str,
 ) -> Result<UpdateVmHaRequest, String> {
-    let priority = PRIORITIES
-        .into_iter()
-        .find(|known| priority_word(*known) == priority)
+    let priority = format::parse_priority(priority)
         .ok_or_else(|| "Restart priority: choose restart, best-effort or do-not-restart.".to_owned())?;
     let order = order
         .trim()
@@ -312,11 +301,14 @@ fn HaForm(
     let store = Store::expect();
     let session = Session::expect();
     let protected = RwSignal::new(current.protected);
-    let priority = RwSignal::new(priority_word(current.priority).to_owned());
+    let priority = RwSignal::new(format::priority_word(current.priority).to_owned());
     let order = RwSignal::new(current.order.to_string());
     let delay = RwSignal::new(current.delay.to_string());
     let error = RwSignal::new(None::<String>);
     let pending = RwSignal::new(false);
+    let priority_choices = format::PRIORITIES
+        .map(|choice| Choice::new(format::priority_word(choice), format::priority_word(choice)))
+        .to_vec();
 
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
@@ -344,16 +336,17 @@ fn HaForm(
         }
         pending.set(true);
         spawn_local(async move {
-            match api_client::update_vm_ha(id, &request).await {
+            match run_admitted(store, |choice| api_client::update_vm_ha(id, &request, choice)).await {
                 // The new settings rebuild this form with them.
-                Ok(vm) => {
+                Some(Ok(vm)) => {
                     store.upsert_vm(vm);
                     notice.set(Some("HA settings saved."));
                 }
-                Err(failure) => {
+                Some(Err(failure)) => {
                     session.notice(&failure);
                     error.set(Some(failure.to_string()));
                 }
+                None => {}
             }
             pending.set(false);
         });
@@ -368,7 +361,7 @@ fn HaForm(
             <ChoiceSelect
                 id="ha-priority"
                 label="Restart priority"
-                choices=Signal::stored(PRIORITIES.map(|choice| Choice::new(priority_word(choice), priority_word(choice))).to_vec())
+                choices=Signal::stored(priority_choices)
                 value=priority
                 disabled=!editable
             />

@@ -1,0 +1,227 @@
+//! Admission control in the console: the overcommit warning, asked once for every checked action.
+//!
+//! The server checks deploy, start, migrate, VM HA changes, host changes, maintenance and removal
+//! against the cluster's failover plan; an action that would break it is refused with 409
+//! `would-overcommit` ([`ClientError::WouldOvercommit`]). [`run_admitted`] runs such an action; on that
+//! refusal it puts the question into the store, where the frame's one [`OvercommitWarning`] shows the
+//! dialog "This would break the failover plan" with the server's message and figures. Cancel ends the
+//! action; pool operators and up may also "Proceed anyway (pool becomes overcommitted)" or "Lower the
+//! failure limit to N and proceed", which sends the same call again with `?overcommit=proceed` or
+//! `?overcommit=lower-limit`. Other roles see only Cancel, and why.
+
+use crate::api_client::{ClientError, ClientResult};
+use crate::components::dialog::{Dialog, WhyNot, focus_when_mounted};
+use crate::components::format::count;
+use crate::session::{Ability, Session};
+use crate::store::Store;
+use api::v1::{OvercommitChoice, OvercommitConflict};
+use leptos::html;
+use leptos::prelude::*;
+use leptos::web_sys::HtmlElement;
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+/// The person's answer to one overcommit warning, shared by the dialog's buttons and the waiting action.
+#[derive(Default)]
+struct Slot {
+    /// Set once: `Some(None)` is Cancel.
+    answer: Cell<Option<Option<OvercommitChoice>>>,
+    answered: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Slot {
+    fn give(&self, choice: Option<OvercommitChoice>) {
+        if !self.answered.replace(true) {
+            self.answer.set(Some(choice));
+            if let Some(waker) = self.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// The answering end of one question. Dropping it unanswered (a newer question replaced it, or the
+/// person signed out) counts as Cancel, so that no action waits forever.
+struct Reply(Rc<Slot>);
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        self.0.give(None);
+    }
+}
+
+/// The waiting end: resolves to the person's choice, `None` for Cancel.
+struct Answer(Rc<Slot>);
+
+impl Future for Answer {
+    type Output = Option<OvercommitChoice>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.0.answer.take() {
+            Some(choice) => Poll::Ready(choice),
+            None => {
+                self.0.waker.set(Some(context.waker().clone()));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// An overcommit warning waiting for the person's answer (held by [`Store::overcommit`]).
+pub struct OvercommitQuestion {
+    conflict: OvercommitConflict,
+    reply: Reply,
+}
+
+/// Shows the warning for `conflict` and waits for the answer (`None`: cancelled).
+async fn ask(store: Store, conflict: OvercommitConflict) -> Option<OvercommitChoice> {
+    let slot = Rc::new(Slot::default());
+    // Replacing an unanswered question drops its reply, which cancels it.
+    store.overcommit.set(Some(OvercommitQuestion { conflict, reply: Reply(Rc::clone(&slot)) }));
+    Answer(slot).await
+}
+
+/// Runs an action that admission control checks: first as is; when the server answers that it would
+/// break the failover plan, asks the person and runs it again with their choice. `None` when they
+/// cancelled (nothing to report); otherwise the (final) answer of the server.
+pub async fn run_admitted<T, Call, Sent>(store: Store, call: Call) -> Option<ClientResult<T>>
+where
+    Call: Fn(Option<OvercommitChoice>) -> Sent,
+    Sent: Future<Output = ClientResult<T>>,
+{
+    match call(None).await {
+        Err(ClientError::WouldOvercommit(conflict)) => {
+            let choice = ask(store, *conflict).await?;
+            Some(call(Some(choice)).await)
+        }
+        answer => Some(answer),
+    }
+}
+
+/// "1", or "none" when not every protected VM can run even without a failure.
+fn capacity_text(capacity: Option<u32>) -> String {
+    capacity.map_or_else(|| "none".to_owned(), |capacity| capacity.to_string())
+}
+
+/// The dialog of the pending question, if any; rendered once by the signed-in frame.
+#[component]
+pub fn OvercommitWarning() -> impl IntoView {
+    let store = Store::expect();
+    // Read once, untracked: see crate::components::vm_power.
+    let role = Session::expect().may_untracked(Ability::OverrideOvercommit);
+    let conflict =
+        move || store.overcommit.with(|question| question.as_ref().map(|question| question.conflict.clone()));
+    move || conflict().map(|conflict| view! { <WarningDialog conflict role=role.clone() /> })
+}
+
+/// Hands the person's answer to the waiting action and closes the dialog.
+fn answer(store: Store, choice: Option<OvercommitChoice>) {
+    if let Some(question) = store.overcommit.try_update(Option::take).flatten() {
+        question.reply.0.give(choice);
+    }
+}
+
+#[component]
+fn WarningDialog(conflict: OvercommitConflict, role: Result<(), String>) -> impl IntoView {
+    let store = Store::expect();
+    let cancel_button = NodeRef::<html::Button>::new();
+    focus_when_mounted(move || cancel_button.get().map(HtmlElement::from));
+    let why_not = match (&role, conflict.may_override) {
+        (Err(reason), _) => Some(reason.clone()),
+        (Ok(()), false) => Some("The server does not let your role override this warning.".to_owned()),
+        (Ok(()), true) => None,
+    };
+    let may_override = why_not.is_none();
+    let lower_to = conflict.lower_limit_to.filter(|_| may_override);
+    let figures = format!(
+        "{} → {} host failures",
+        capacity_text(conflict.capacity_before),
+        capacity_text(conflict.capacity_after)
+    );
+
+    view! {
+        <Dialog title="This would break the failover plan" on_close=Callback::new(move |()| answer(store, None))>
+            <div class="overcommit-warning">
+                <p class="overcommit-message">{conflict.message.clone()}</p>
+                <dl class="facts overcommit-facts">
+                    <dt>"Cluster"</dt>
+                    <dd>{conflict.cluster_name.clone()}</dd>
+                    <dt>"Action"</dt>
+                    <dd>{conflict.action.clone()}</dd>
+                    <dt>"Max failure capacity"</dt>
+                    <dd>{figures}</dd>
+                    <dt>"Host failure limit"</dt>
+                    <dd>{conflict.limit}</dd>
+                    <dt>"Plan exists for"</dt>
+                    <dd>{count(conflict.plan_exists_for as usize, "host failure", "host failures")}</dd>
+                </dl>
+                {why_not.map(|reason| view! { <WhyNot action="proceed anyway or lower the failure limit" reason /> })}
+                <div class="dialog-actions overcommit-actions">
+                    <button
+                        type="button"
+                        class="button"
+                        node_ref=cancel_button
+                        on:click=move |_| answer(store, None)
+                    >
+                        "Cancel"
+                    </button>
+                    {lower_to
+                        .map(|limit| {
+                            view! {
+                                <button
+                                    type="button"
+                                    class="button"
+                                    on:click=move |_| answer(store, Some(OvercommitChoice::LowerLimit))
+                                >
+                                    {format!("Lower the failure limit to {limit} and proceed")}
+                                </button>
+                            }
+                        })}
+                    {may_override
+                        .then(|| {
+                            view! {
+                                <button
+                                    type="button"
+                                    class="button button-danger"
+                                    on:click=move |_| answer(store, Some(OvercommitChoice::Proceed))
+                                >
+                                    "Proceed anyway (pool becomes overcommitted)"
+                                </button>
+                            }
+                        })}
+                </div>
+            </div>
+        </Dialog>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacities_read_as_numbers_or_none() {
+        assert_eq!(capacity_text(Some(1)), "1");
+        assert_eq!(capacity_text(None), "none");
+    }
+
+    #[test]
+    fn an_unanswered_question_counts_as_cancel() {
+        let slot = Rc::new(Slot::default());
+        drop(Reply(Rc::clone(&slot)));
+        assert_eq!(slot.answer.take(), Some(None));
+    }
+
+    #[test]
+    fn only_the_first_answer_counts() {
+        let slot = Rc::new(Slot::default());
+        let reply = Reply(Rc::clone(&slot));
+        reply.0.give(Some(OvercommitChoice::Proceed));
+        drop(reply);
+        assert_eq!(slot.answer.take(), Some(Some(OvercommitChoice::Proceed)));
+    }
+}

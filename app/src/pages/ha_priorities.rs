@@ -1,0 +1,244 @@
+//! The "Restart priorities" part of a cluster's HA plan page: the cluster's VMs, each with a "Restart
+//! priority" select. Choosing a priority is a what-if: the plan above is recomputed at once and nothing
+//! is saved. "Save priorities" (pool operators and up) then sends each changed VM's HA settings, one at
+//! a time, through admission control, so the overcommit warning may come first for any of them.
+//!
+//! A VM the planner sees as "do not restart" because it is not HA-protected becomes protected when it
+//! is given another priority.
+
+use crate::api_client;
+use crate::components::admission::run_admitted;
+use crate::components::badges::VmStateBadge;
+use crate::components::dialog::{FormError, WhyNot};
+use crate::components::format::{self, count};
+use crate::components::table::{DataTable, EmptyRow};
+use crate::pages::ha_plan::{PlanState, effective_priority};
+use crate::session::{Ability, Session};
+use crate::store::Store;
+use api::VmId;
+use api::v1::{RestartPriority, UpdateVmHaRequest, Vm, VmState};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use std::collections::BTreeMap;
+
+/// The HA settings that give `vm` the planner priority `priority`.
+fn priority_request(vm: &Vm, priority: RestartPriority) -> UpdateVmHaRequest {
+    UpdateVmHaRequest {
+        ha_protected: (!vm.ha_protected && priority != RestartPriority::DoNotRestart).then_some(true),
+        restart_priority: Some(priority),
+        ..Default::default()
+    }
+}
+
+/// Whether the planner counts the VM: it holds room on a host.
+fn planned(state: VmState) -> bool {
+    matches!(state, VmState::Running | VmState::Starting | VmState::Stopping | VmState::Migrating | VmState::Unknown)
+}
+
+#[component]
+pub fn PriorityTable(state: PlanState) -> impl IntoView {
+    let store = Store::expect();
+    let session = Session::expect();
+    // Read once, untracked: see crate::components::vm_power.
+    let permitted = session.may_untracked(Ability::ManageHa);
+    let can_save = permitted.is_ok();
+    let cluster = state.cluster;
+    let vm_ids = move || store.vm_ids(|vm| vm.cluster_id == Some(cluster));
+    let changed = Memo::new(move |_| state.edits.with(BTreeMap::len));
+    let progress = RwSignal::new(None::<String>);
+    let error = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    let busy = move || progress.with(Option::is_some);
+
+    let save = move |_| {
+        if !can_save || progress.get_untracked().is_some() {
+            return;
+        }
+        let edits = state.edits.get_untracked();
+        // In the table's order (by name), each with the settings to send.
+        let order: Vec<(VmId, String, UpdateVmHaRequest)> = store.vms.with_untracked(|vms| {
+            untrack(vm_ids)
+                .into_iter()
+                .filter_map(|id| Some((vms.get(&id)?, *edits.get(&id)?)))
+                .map(|(vm, priority)| (vm.id, vm.name.clone(), priority_request(vm, priority)))
+                .collect()
+        });
+        error.set(None);
+        notice.set(None);
+        spawn_local(async move {
+            let total = order.len();
+            for (index, (id, name, request)) in order.into_iter().enumerate() {
+                progress.set(Some(format!("Saving {name} ({} of {total})…", index + 1)));
+                match run_admitted(store, |choice| api_client::update_vm_ha(id, &request, choice)).await {
+                    Some(Ok(vm)) => {
+                        store.upsert_vm(vm);
+                        state.edits.update(|edits| {
+                            edits.remove(&id);
+                        });
+                    }
+                    Some(Err(failure)) => {
+                        session.notice(&failure);
+                        error.set(Some(format!("{name}: {failure}")));
+                        break;
+                    }
+                    None => {
+                        notice.set(Some(format!(
+                            "Stopped at {name}: cancelled at the overcommit warning. The changes left are not saved."
+                        )));
+                        break;
+                    }
+                }
+            }
+            progress.set(None);
+            if state.edits.with_untracked(BTreeMap::is_empty) {
+                notice.set(Some("Restart priorities saved.".to_owned()));
+            }
+        });
+    };
+    let discard = move |_| {
+        state.edits.set(BTreeMap::new());
+        notice.set(None);
+        error.set(None);
+    };
+
+    view! {
+        <section class="panel ha-priorities" aria-labelledby="ha-priorities-heading">
+            <h2 id="ha-priorities-heading">"Restart priorities"</h2>
+            <p class="field-hint">
+                "Changing a priority recomputes the plan above at once. "
+                "Nothing is saved until you press Save priorities."
+            </p>
+            <DataTable label="Restart priorities of the cluster's VMs">
+                <thead>
+                    <tr>
+                        <th scope="col">"VM"</th>
+                        <th scope="col">"State"</th>
+                        <th scope="col">"Host"</th>
+                        <th scope="col">"Memory"</th>
+                        <th scope="col">"CPU"</th>
+                        <th scope="col">"Restart priority"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    <Show when=move || vm_ids().is_empty()>
+                        <EmptyRow columns=6 text="This cluster has no VMs." />
+                    </Show>
+                    <For each=vm_ids key=|id| *id children=move |id| view! { <PriorityRow state id /> } />
+                </tbody>
+            </DataTable>
+            <div class="form-actions ha-priority-actions">
+                {can_save
+                    .then(|| {
+                        view! {
+                            <button
+                                type="button"
+                                class="button button-primary"
+                                disabled=move || changed.get() == 0 || busy()
+                                on:click=save
+                            >
+                                "Save priorities"
+                            </button>
+                        }
+                    })}
+                <button type="button" class="button" disabled=move || changed.get() == 0 || busy() on:click=discard>
+                    "Discard changes"
+                </button>
+                <span class="muted">
+                    {move || match changed.get() {
+                        0 => "No unsaved changes".to_owned(),
+                        n => format!("{} not saved", count(n, "change", "changes")),
+                    }}
+                </span>
+            </div>
+            {move || progress.get().map(|text| view! { <p class="in-progress" role="status">{text}</p> })}
+            <FormError error />
+            {move || notice.get().map(|text| view! { <p class="ha-notice" role="status">{text}</p> })}
+            {permitted.err().map(|reason| view! { <WhyNot action="save restart priorities" reason /> })}
+        </section>
+    }
+}
+
+/// One VM with its priority select; an unsaved choice is marked.
+#[component]
+fn PriorityRow(state: PlanState, id: VmId) -> impl IntoView {
+    let store = Store::expect();
+    let vm = Memo::new(move |_| store.vm(id));
+    let saved = Memo::new(move |_| {
+        vm.with(|vm| vm.as_ref().map(|vm| effective_priority(vm.ha_protected, vm.restart_priority)))
+    });
+    let edited = Memo::new(move |_| state.edits.with(|edits| edits.get(&id).copied()));
+    let chosen = Memo::new(move |_| edited.get().or(saved.get()));
+    let choose = move |word: String| {
+        let (Some(priority), Some(saved)) = (format::parse_priority(&word), saved.get_untracked()) else {
+            return;
+        };
+        state.edits.update(|edits| {
+            if priority == saved {
+                edits.remove(&id);
+            } else {
+                edits.insert(id, priority);
+            }
+        });
+    };
+    let options = move || {
+        format::PRIORITIES
+            .into_iter()
+            .map(|priority| {
+                view! {
+                    <option
+                        value=format::priority_word(priority)
+                        prop:selected=move || chosen.get() == Some(priority)
+                    >
+                        {format::priority_label(priority)}
+                    </option>
+                }
+            })
+            .collect_view()
+    };
+    move || {
+        vm.get().map(|vm| {
+            let host = vm.host_id.map_or_else(|| "not placed".to_owned(), |host| store.host_name(host));
+            let note = (!planned(vm.state)).then_some("not running: not in the plan");
+            view! {
+                <tr class=move || if edited.get().is_some() { "ha-edited" } else { "" }>
+                    <th scope="row">
+                        <a href=format!("/vms/{}", vm.id)>{vm.name.clone()}</a>
+                    </th>
+                    <td>
+                        <VmStateBadge state=vm.state />
+                    </td>
+                    <td>{host}</td>
+                    <td>{format::memory(vm.resources.memory_mb)}</td>
+                    <td>{format!("{} MHz", vm.resources.cpu_mhz)}</td>
+                    <td>
+                        <div class="ha-priority-cell">
+                            <select
+                                aria-label=format!("Restart priority of {}", vm.name)
+                                on:change:target=move |event| choose(event.target().value())
+                            >
+                                {options}
+                            </select>
+                            {move || {
+                                edited.get().is_some().then(|| view! { <span class="ha-changed">"changed"</span> })
+                            }}
+                            {note.map(|note| view! { <span class="field-hint">{note}</span> })}
+                        </div>
+                    </td>
+                </tr>
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planned_vms_hold_room_on_a_host() {
+        assert!(planned(VmState::Running));
+        assert!(planned(VmState::Unknown));
+        assert!(!planned(VmState::Stopped));
+        assert!(!planned(VmState::Error));
+    }
+}
