@@ -154,6 +154,12 @@ pub struct Host {
     /// While entering maintenance (and after, until cancelled): how moving its VMs away goes.
     #[serde(default)]
     pub maintenance: Option<MaintenanceProgress>,
+    /// OOBM is configured and on at zone, cluster and host.
+    #[serde(default)]
+    pub oobm_enabled_effective: bool,
+    /// The power state the OOBM sync last read (`disabled` while OOBM is not in effect).
+    #[serde(default)]
+    pub power_state: PowerState,
 }
 
 /// Moving a host's running VMs away before maintenance.
@@ -350,6 +356,31 @@ mod tests {
         assert_eq!((error.code.as_str(), error.message), ("would-overcommit", conflict.message.clone()));
         assert_eq!(serde_json::from_str::<OvercommitConflict>(&text).unwrap(), conflict);
         assert_eq!(serde_json::to_value(OvercommitChoice::LowerLimit).unwrap(), "lower-limit");
+    }
+
+    #[test]
+    fn hosts_from_an_older_server_decode_with_oobm_disabled() {
+        let resources = serde_json::json!({"cpu_cores": 1, "cpu_mhz": 1000, "memory_mb": 1024});
+        let json = serde_json::json!({"id": HostId::new_random(), "zone_id": ZoneId::new_random(),
+            "cluster_id": ClusterId::new_random(), "name": "h", "address": "a", "hypervisor": "sim",
+            "allocation": "enabled", "connection": "connected", "last_heartbeat_at": null,
+            "capacity": resources, "allocated": resources, "tags": [], "storage_pool_ids": [],
+            "vm_count": 0, "running_vm_count": 0});
+        let host: Host = serde_json::from_value(json).unwrap();
+        assert_eq!((host.oobm_enabled_effective, host.power_state), (false, PowerState::Disabled));
+    }
+
+    #[test]
+    fn power_actions_read_in_either_case_and_secrets_never_print() {
+        let request: PowerActionRequest = serde_json::from_str(r#"{"action":"off"}"#).unwrap();
+        assert_eq!(request.action, PowerAction::Off);
+        assert_eq!(serde_json::to_value(PowerAction::Cycle).unwrap(), "CYCLE");
+        let change = ChangeOobmPasswordRequest { new_password: "s3cret-value".into() };
+        assert!(!format!("{change:?}").contains("s3cret"));
+        let configure: ConfigureOobmRequest = serde_json::from_value(serde_json::json!({"driver": "ipmitool",
+            "address": "10.0.0.5", "username": "admin", "password": "s3cret-value"}))
+        .unwrap();
+        assert!(!format!("{configure:?}").contains("s3cret"));
     }
 
     #[test]
@@ -778,6 +809,8 @@ pub mod alert_kind {
     pub const CAPACITY_DROPPED: &str = "capacity-dropped";
     /// `ha.tag` is set but no host of a cluster carries it.
     pub const NO_HA_TAG_HOST: &str = "no-ha-tag-host";
+    /// A host's BMC refused the configured username or password (raised at most once a day per host).
+    pub const OOBM_AUTH_ERROR: &str = "oobm-auth-error";
 }
 
 /// Something an operator must see. Open until acknowledged; `cleared_at` says when its condition ended.
@@ -819,4 +852,230 @@ pub struct AlertQuery {
     /// At most this many, newest first [default 200, at most 1000].
     #[serde(default)]
     pub limit: Option<u32>,
+}
+
+// ---- Out-of-band management (OOBM): BMC configuration, power actions, power state ----
+
+/// How the server talks to a host's BMC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OobmDriver {
+    /// IPMI v2.0 over LAN ("lanplus"), through Debian's `ipmitool`.
+    Ipmitool,
+    /// DMTF Redfish over HTTP(S).
+    Redfish,
+}
+
+impl OobmDriver {
+    /// The port a BMC listens on when none is given (Redfish: HTTPS 443, HTTP 80).
+    pub fn default_port(self, https: bool) -> u16 {
+        match self {
+            OobmDriver::Ipmitool => 623,
+            OobmDriver::Redfish if https => 443,
+            OobmDriver::Redfish => 80,
+        }
+    }
+}
+
+/// How the Redfish driver authenticates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedfishAuth {
+    /// HTTP basic authentication on every request.
+    #[default]
+    Basic,
+    /// A session from `SessionService` (`X-Auth-Token`), opened per operation and closed after it.
+    Session,
+}
+
+/// A host's power as its BMC reports it. `disabled`: OOBM is off for the host (at zone, cluster or
+/// host); `unknown`: the BMC did not answer, refused us, or said something unclear.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerState {
+    On,
+    Off,
+    Unknown,
+    #[default]
+    Disabled,
+}
+
+/// A power action on a host's BMC (CloudStack's names). OFF is always a hard power-off (Redfish
+/// ForceOff, IPMI chassis power off), SOFT the graceful shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PowerAction {
+    #[serde(alias = "on")]
+    On,
+    #[serde(alias = "off")]
+    Off,
+    #[serde(alias = "cycle")]
+    Cycle,
+    #[serde(alias = "reset")]
+    Reset,
+    #[serde(alias = "soft")]
+    Soft,
+    #[serde(alias = "status")]
+    Status,
+}
+
+impl PowerAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerAction::On => "ON",
+            PowerAction::Off => "OFF",
+            PowerAction::Cycle => "CYCLE",
+            PowerAction::Reset => "RESET",
+            PowerAction::Soft => "SOFT",
+            PowerAction::Status => "STATUS",
+        }
+    }
+}
+
+/// Why a BMC call failed, told apart so that operators know what to fix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OobmErrorKind {
+    /// Nothing answered at the address (refused, no route, no IPMI session).
+    Unreachable,
+    /// The BMC answered but refused the username or password (or the user lacks the privilege).
+    Auth,
+    /// The call did not finish within its timeout.
+    Timeout,
+    /// The BMC does not support the action.
+    Unsupported,
+    /// The BMC answered something we could not use (a bad certificate, an unexpected reply).
+    Protocol,
+}
+
+/// A failed BMC call: its kind and a message (never with a password in it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OobmFailure {
+    pub kind: OobmErrorKind,
+    pub message: String,
+}
+
+/// A host's OOBM configuration as the API shows it: the password only as `password_set`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostOobm {
+    pub host_id: HostId,
+    pub driver: OobmDriver,
+    pub address: String,
+    pub port: u16,
+    pub username: String,
+    /// A password is stored (encrypted); it is never shown.
+    pub password_set: bool,
+    /// IPMI cipher suite (3 = HMAC-SHA1 / AES-CBC-128, what ipmitool uses by default).
+    pub ipmi_cipher_suite: u8,
+    /// Redfish over HTTPS (else plain HTTP).
+    pub redfish_https: bool,
+    /// Redfish: accept a self-signed (untrusted) certificate.
+    pub redfish_accept_self_signed: bool,
+    pub redfish_auth: RedfishAuth,
+    /// Redfish: which `Systems` member is this host; `null` takes the only one.
+    pub redfish_system_id: Option<String>,
+    /// The host's own switch; OOBM is in effect only when zone, cluster and host are all on.
+    pub enabled: bool,
+    pub enabled_effective: bool,
+    pub power_state: PowerState,
+    /// When the power state was last read from the BMC.
+    pub power_state_read_at: Option<DateTime<Utc>>,
+    /// The last failed BMC call, until a call succeeds.
+    pub last_error: Option<OobmFailure>,
+}
+
+/// `PUT /hosts/{id}/oobm`: configure a host's BMC. `password` may be left out to keep the stored
+/// one (required the first time); the other optional fields take the defaults shown.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigureOobmRequest {
+    pub driver: OobmDriver,
+    pub address: String,
+    /// [default: 623 for IPMI, 443 for Redfish over HTTPS, 80 over HTTP]
+    #[serde(default)]
+    pub port: Option<u16>,
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// [default: 3]
+    #[serde(default)]
+    pub ipmi_cipher_suite: Option<u8>,
+    /// [default: true]
+    #[serde(default)]
+    pub redfish_https: Option<bool>,
+    #[serde(default)]
+    pub redfish_accept_self_signed: bool,
+    #[serde(default)]
+    pub redfish_auth: RedfishAuth,
+    #[serde(default)]
+    pub redfish_system_id: Option<String>,
+}
+
+impl std::fmt::Debug for ConfigureOobmRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigureOobmRequest")
+            .field("driver", &self.driver)
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "••••"))
+            .field("ipmi_cipher_suite", &self.ipmi_cipher_suite)
+            .field("redfish_https", &self.redfish_https)
+            .field("redfish_accept_self_signed", &self.redfish_accept_self_signed)
+            .field("redfish_auth", &self.redfish_auth)
+            .field("redfish_system_id", &self.redfish_system_id)
+            .finish()
+    }
+}
+
+/// `POST /hosts/{id}/oobm/test`: try STATUS with these settings (a missing password: the stored
+/// one), or with the stored configuration when the body is empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestOobmRequest {
+    #[serde(default)]
+    pub settings: Option<ConfigureOobmRequest>,
+}
+
+/// Answer of the test: the power state read, or why it could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OobmTestResult {
+    pub ok: bool,
+    pub power_state: PowerState,
+    pub error: Option<OobmFailure>,
+    pub elapsed_ms: u64,
+}
+
+/// `POST /hosts/{id}/oobm/power`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerActionRequest {
+    pub action: PowerAction,
+}
+
+/// Answer of a power action the BMC accepted. A BMC applies most changes after it answers, so
+/// `power_state` is what it reported right after (STATUS: the state).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerActionResult {
+    pub action: PowerAction,
+    pub power_state: PowerState,
+    /// How the action was carried out when not directly, e.g. CYCLE as OFF then ON.
+    pub note: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+/// `PUT /zones/{id}/oobm/enabled`, `/clusters/{id}/oobm/enabled`, `/hosts/{id}/oobm/enabled`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetOobmEnabledRequest {
+    pub enabled: bool,
+}
+
+/// `POST /hosts/{id}/oobm/password`: set a new password for the configured user on the BMC and in
+/// the server's store, both or neither.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeOobmPasswordRequest {
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for ChangeOobmPasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangeOobmPasswordRequest { new_password: •••• }")
+    }
 }

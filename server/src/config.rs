@@ -39,6 +39,10 @@ pub struct ServerArgs {
     /// [default: session.key in the data directory, created on first start].
     #[arg(long, env = "PARAPET_SESSION_KEY_FILE", value_name = "FILE")]
     pub session_key_file: Option<PathBuf>,
+    /// File holding the hex AES-256 key that encrypts stored credentials (BMC passwords); servers
+    /// sharing one database must share it [default: secrets.key in the data directory, created on first start].
+    #[arg(long, env = "PARAPET_SECRETS_KEY_FILE", value_name = "FILE")]
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// The configuration file: the same keys as the flags, in snake_case.
@@ -53,6 +57,7 @@ struct FileConfig {
     secure_cookies: Option<bool>,
     session_minutes: Option<i64>,
     session_key_file: Option<PathBuf>,
+    secrets_key_file: Option<PathBuf>,
     graceful_stop_seconds: Option<u64>,
 }
 
@@ -79,6 +84,7 @@ pub struct Config {
     pub secure_cookies: bool,
     pub session_minutes: i64,
     pub session_key_file: PathBuf,
+    pub secrets_key_file: PathBuf,
     pub graceful_stop_seconds: u64,
 }
 
@@ -105,6 +111,7 @@ fn invalid(key: &'static str, message: String) -> ConfigError {
         "log_format" => "log-format",
         "session_minutes" => "session-minutes",
         "session_key_file" => "session-key-file",
+        "secrets_key_file" => "secrets-key-file",
         "graceful_stop_seconds" => "graceful-stop-seconds",
         _ => key,
     };
@@ -116,6 +123,7 @@ fn invalid(key: &'static str, message: String) -> ConfigError {
         "log_format" => "PARAPET_LOG_FORMAT",
         "session_minutes" => "PARAPET_SESSION_MINUTES",
         "session_key_file" => "PARAPET_SESSION_KEY_FILE",
+        "secrets_key_file" => "PARAPET_SECRETS_KEY_FILE",
         "graceful_stop_seconds" => "PARAPET_GRACEFUL_STOP_SECONDS",
         _ => "-",
     };
@@ -172,6 +180,14 @@ impl ServerArgs {
         }
         let session_key_file =
             self.session_key_file.clone().or(file.session_key_file).unwrap_or_else(|| data_dir.join("session.key"));
+        let secrets_key_file =
+            self.secrets_key_file.clone().or(file.secrets_key_file).unwrap_or_else(|| data_dir.join("secrets.key"));
+        if secrets_key_file == session_key_file {
+            return Err(invalid(
+                "secrets_key_file",
+                format!("{} is also the session key file; the two keys must differ", secrets_key_file.display()),
+            ));
+        }
         let graceful_stop_seconds = self.graceful_stop_seconds.or(file.graceful_stop_seconds).unwrap_or(60);
         if !(1..=3600).contains(&graceful_stop_seconds) {
             return Err(invalid("graceful_stop_seconds", format!("{graceful_stop_seconds} is outside 1..=3600")));
@@ -185,6 +201,7 @@ impl ServerArgs {
             secure_cookies: self.secure_cookies.or(file.secure_cookies).unwrap_or(false),
             session_minutes,
             session_key_file,
+            secrets_key_file,
             graceful_stop_seconds,
         })
     }
@@ -213,6 +230,22 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(config.database, DatabaseChoice::SqliteIn(PathBuf::from("parapet-data/parapet.db")));
         assert_eq!(config.log_format, LogFormat::Human);
+        assert_eq!(config.secrets_key_file, PathBuf::from("parapet-data/secrets.key"));
+    }
+
+    #[test]
+    fn the_secrets_key_file_comes_from_the_file_or_the_flag_and_differs_from_the_session_key() {
+        let (_dir, path) = file("secrets_key_file = \"/etc/parapet/secrets.key\"\n");
+        let config = ServerArgs { config: Some(path.clone()), ..Default::default() }.resolve().unwrap();
+        assert_eq!(config.secrets_key_file, PathBuf::from("/etc/parapet/secrets.key"));
+        let args = ServerArgs {
+            config: Some(path),
+            secrets_key_file: Some("/run/s.key".into()),
+            session_key_file: Some("/run/s.key".into()),
+            ..Default::default()
+        };
+        let error = args.resolve().unwrap_err().to_string();
+        assert!(error.contains("--secrets-key-file") && error.contains("PARAPET_SECRETS_KEY_FILE"), "{error}");
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod demo;
 pub mod events;
 pub mod ha;
 pub mod http;
+pub mod oobm;
+pub mod secrets;
 pub mod state;
 
 use crate::agents::AgentHub;
@@ -76,6 +78,8 @@ impl Server {
         let keys =
             SessionKeys::load_or_create(&config.session_key_file, chrono::Duration::minutes(config.session_minutes))
                 .with_context(|| format!("cannot load the session key {}", config.session_key_file.display()))?;
+        let secrets = secrets::SecretBox::load_or_create(&config.secrets_key_file)
+            .with_context(|| format!("cannot load the secrets key {}", config.secrets_key_file.display()))?;
         let created_admin_password =
             bootstrap_admin(&db, admin_password).await.map_err(|error| anyhow::anyhow!("{error}"))?;
         if db.backend() == db::Backend::Sqlite {
@@ -100,6 +104,8 @@ impl Server {
             migrations: Arc::default(),
             admission_lock: Arc::default(),
             shutting_down,
+            secrets: Arc::new(secrets),
+            oobm_sync: Arc::default(),
         };
         Ok(Server {
             state,
@@ -116,6 +122,7 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
         let capacity_reconciler = tokio::spawn(ha::capacity::run(state.clone()));
+        let oobm_sync = tokio::spawn(oobm::sync::run(state.clone()));
         let router = http::router(self.state, self.web_dir.as_deref());
         tracing::info!(address = %self.local_addr, "listening");
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -127,6 +134,7 @@ impl Server {
         };
         let served = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
         capacity_reconciler.abort();
+        oobm_sync.abort();
         served.context("server failed")?;
         state.db.close().await;
         tracing::info!("stopped");

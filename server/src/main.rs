@@ -114,6 +114,25 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     server.serve(shutdown_signal()).await
 }
 
+/// Drains the simulator's stdout: one line per simulated BMC. Logged without the password.
+async fn read_bmc_lines(stdout: tokio::process::ChildStdout) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(bmc) = serde_json::from_str::<serde_json::Value>(&line) else {
+            tracing::warn!("the simulator printed a line that is not a BMC description; ignored");
+            continue;
+        };
+        let field = |name: &str| bmc.get(name).map(ToString::to_string).unwrap_or_default();
+        tracing::info!(
+            host = %field("host"),
+            driver = %field("driver"),
+            address = %format!("{}:{}", field("address").trim_matches('"'), field("port")),
+            "simulated BMC"
+        );
+    }
+}
+
 async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
     // A fresh data directory: a temporary one unless the caller names one that holds no database yet.
     let temporary = match &args.server.data_dir {
@@ -150,7 +169,13 @@ async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
     for host in &pool.hosts {
         sim.arg("--host").arg(format!("{}:{}:{}", host.name, host.cluster, host.storage_url));
     }
+    // The simulator prints one JSON line per host on stdout saying how to reach its BMC, credentials
+    // included: read them here so they never reach the terminal or a log.
+    sim.stdout(std::process::Stdio::piped());
     let mut sim = sim.spawn().with_context(|| format!("cannot start the simulator {}", sim_bin.display()))?;
+    if let Some(stdout) = sim.stdout.take() {
+        tokio::spawn(read_bmc_lines(stdout));
+    }
 
     let ready = async {
         demo::wait_for_hosts(&state, pool.hosts.len(), Duration::from_secs(60)).await?;

@@ -5,6 +5,8 @@ use crate::app::auth::SessionKeys;
 use crate::app::throttle::LoginThrottle;
 use crate::db::Db;
 use crate::events::EventBus;
+use crate::oobm::OobmSettings;
+use crate::secrets::SecretBox;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +26,10 @@ pub struct AppState {
     /// Turns true when the server begins to shut down: long-lived responses (event streams) end then,
     /// so graceful shutdown does not wait for browsers to close them.
     pub shutting_down: tokio::sync::watch::Receiver<bool>,
+    /// Seals and opens stored credentials (BMC passwords) with the server's secrets key.
+    pub secrets: Arc<SecretBox>,
+    /// Wakes the OOBM power-state sync (`oobm::sync`) after a configuration or switch changed.
+    pub oobm_sync: Arc<tokio::sync::Notify>,
 }
 
 /// Settings the running server consults (as opposed to start-up configuration).
@@ -37,6 +43,8 @@ pub struct RuntimeSettings {
     pub agent_silence_timeout: Duration,
     /// A graceful VM stop that has not finished after this long is forced.
     pub graceful_stop_timeout: Duration,
+    /// BMC call timeout, power-state sync interval and concurrency, fencing deadline.
+    pub oobm: OobmSettings,
 }
 
 impl Default for RuntimeSettings {
@@ -46,6 +54,7 @@ impl Default for RuntimeSettings {
             heartbeat_interval: Duration::from_secs(1),
             agent_silence_timeout: Duration::from_secs(10),
             graceful_stop_timeout: Duration::from_secs(60),
+            oobm: OobmSettings::default(),
         }
     }
 }

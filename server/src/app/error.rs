@@ -30,6 +30,9 @@ pub enum AppError {
     TooManyRequests(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A peer the server called for the client (a host's BMC) failed; `code` says how.
+    #[error("{message}")]
+    BadGateway { code: &'static str, message: String },
     /// Something failed inside; the client sees a generic message, the log gets the chain.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

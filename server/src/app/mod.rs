@@ -8,6 +8,7 @@ pub mod clusters;
 pub mod error;
 pub mod hosts;
 pub mod offerings;
+pub mod oobm;
 pub mod permission;
 pub mod placement;
 pub mod throttle;

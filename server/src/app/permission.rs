@@ -55,6 +55,16 @@ impl Permission for ManageHa {
     }
 }
 
+/// Out-of-band management: configure BMCs, the OOBM switches, power actions, BMC passwords: pool
+/// admins and pool operators.
+pub struct ManageOobm;
+impl Permission for ManageOobm {
+    const DESCRIPTION: &'static str = "configure out-of-band management and issue power actions";
+    fn allows(role: Role) -> bool {
+        matches!(role, Role::PoolAdmin | Role::PoolOperator)
+    }
+}
+
 /// Read the audit log: pool admins and pool operators.
 pub struct ReadAudit;
 impl Permission for ReadAudit {

@@ -566,6 +566,7 @@ impl Db {
             }
             None => sqlx::query("SELECT host_id, storage_pool_id FROM host_storage").fetch_all(&self.pool).await?,
         };
+        let power = self.oobm_power_views(only).await?;
         let mut storage: HashMap<HostId, Vec<StoragePoolId>> = HashMap::new();
         for row in &storage_rows {
             storage.entry(get_id(row, "host_id")?).or_default().push(get_id(row, "storage_pool_id")?);
@@ -612,6 +613,8 @@ impl Db {
                     .map(|text| serde_json::from_str(&text))
                     .transpose()
                     .map_err(|_| DbError::Corrupt("hosts.maintenance is not valid progress JSON".into()))?,
+                oobm_enabled_effective: power.get(&id).is_some_and(|view| view.effective),
+                power_state: power.get(&id).map_or(PowerState::Disabled, |view| view.power_state),
             });
         }
         Ok(hosts)

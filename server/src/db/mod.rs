@@ -7,12 +7,14 @@
 mod alerts;
 mod audit;
 mod inventory;
+mod oobm;
 mod settings;
 mod users;
 
 pub use alerts::*;
 pub use audit::*;
 pub use inventory::*;
+pub use oobm::*;
 pub use settings::*;
 pub use users::*;
 

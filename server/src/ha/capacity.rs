@@ -253,6 +253,8 @@ mod tests {
                 vm_count: 0,
                 running_vm_count: 0,
                 maintenance: None,
+                oobm_enabled_effective: false,
+                power_state: api::v1::PowerState::Disabled,
             })
             .collect();
         ClusterSnapshot {

@@ -29,6 +29,7 @@ impl IntoResponse for AppError {
             AppError::Unavailable(message) => {
                 api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message.clone())
             }
+            AppError::BadGateway { code, message } => api_error(StatusCode::BAD_GATEWAY, code, message.clone()),
             AppError::Internal(_) => {
                 tracing::error!(error = %error_chain(&self), "request failed");
                 api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")

@@ -12,6 +12,7 @@ mod health;
 mod hosts;
 mod inventory;
 mod offerings;
+mod oobm;
 mod plan;
 mod users;
 mod vms;
@@ -119,6 +120,14 @@ pub fn api_routes() -> RouteTable {
         .get("/alerts", alerts::list)
         .post("/alerts/{id}/acknowledge", alerts::acknowledge)
         .get("/events", events::stream)
+        .get("/hosts/{id}/oobm", oobm::show)
+        .put("/hosts/{id}/oobm", oobm::configure)
+        .post("/hosts/{id}/oobm/test", oobm::test)
+        .put("/hosts/{id}/oobm/enabled", oobm::set_host_enabled)
+        .put("/zones/{id}/oobm/enabled", oobm::set_zone_enabled)
+        .put("/clusters/{id}/oobm/enabled", oobm::set_cluster_enabled)
+        .post("/hosts/{id}/oobm/power", oobm::power)
+        .post("/hosts/{id}/oobm/password", oobm::change_password)
 }
 
 /// The whole application: API, agent endpoint, probes, and (when given) the console's static files

@@ -29,6 +29,8 @@ async fn test_state() -> (AppState, tempfile::TempDir) {
         migrations: Arc::default(),
         admission_lock: Arc::default(),
         shutting_down: tokio::sync::watch::channel(false).1,
+        secrets: Arc::new(crate::secrets::SecretBox::from_key(&[2u8; 32])),
+        oobm_sync: Arc::default(),
     };
     (state, dir)
 }
@@ -267,6 +269,22 @@ const MATRIX: &[(&str, [u16; 5], &str)] = &[
         r#"{"pool":{"hosts":[{"name":"h1","memory_mb":4096,"cpu_mhz":8000}],"vms":[],"failure_limit":1}}"#,
     ),
     ("GET /events", [401, 200, 200, 200, 200], ""),
+    // The host has no OOBM configuration until the PUT below.
+    ("GET /hosts/{id}/oobm", [401, 404, 404, 404, 404], ""),
+    // Port 1 on loopback: nothing listens there, so every BMC call fails at once as unreachable.
+    (
+        "PUT /hosts/{id}/oobm",
+        [401, 403, 403, 200, 200],
+        r#"{"driver":"redfish","address":"127.0.0.1","port":1,"username":"u","password":"p","redfish_https":false}"#,
+    ),
+    // A test answers the classified failure with 200.
+    ("POST /hosts/{id}/oobm/test", [401, 403, 403, 200, 200], ""),
+    ("PUT /hosts/{id}/oobm/enabled", [401, 403, 403, 200, 200], r#"{"enabled":true}"#),
+    ("PUT /zones/{id}/oobm/enabled", [401, 403, 403, 200, 200], r#"{"enabled":true}"#),
+    ("PUT /clusters/{id}/oobm/enabled", [401, 403, 403, 200, 200], r#"{"enabled":true}"#),
+    // In effect now; the BMC is unreachable: 502.
+    ("POST /hosts/{id}/oobm/power", [401, 403, 403, 502, 502], r#"{"action":"STATUS"}"#),
+    ("POST /hosts/{id}/oobm/password", [401, 403, 403, 502, 502], r#"{"new_password":"new-pass-1"}"#),
 ];
 
 const ROLES: [Option<api::v1::Role>; 5] = [
@@ -362,6 +380,8 @@ async fn role_by_route_matrix() {
             fixture.cluster.to_string()
         } else if path.starts_with("/alerts/") {
             fixture.alert.to_string()
+        } else if path.starts_with("/zones/") {
+            state.db.zone_list().await.unwrap()[0].id.to_string()
         } else {
             fixture.vm.to_string()
         };
