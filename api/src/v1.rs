@@ -4,6 +4,11 @@ use crate::ids::*;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod email;
+mod ha;
+pub use email::*;
+pub use ha::*;
+
 /// Header every mutating request must carry (with any value). Together with the SameSite=Strict session
 /// cookie it makes cross-site request forgery impossible: a foreign page cannot set custom headers
 /// without a CORS preflight, which the server never grants.
