@@ -2,5 +2,6 @@
 //! reconciler that keeps each cluster's plan and alerts current, and later the engine that uses them.
 
 pub mod capacity;
+pub mod decide;
 pub mod plan;
 pub mod pool;

@@ -1,0 +1,1 @@
+//! The decision core, table-driven through `check`.
