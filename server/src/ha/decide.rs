@@ -328,8 +328,13 @@ pub enum OobmOutcome {
     /// The BMC accepted the command.
     Done,
     /// The BMC reported this power state (STATUS; or OFF when the runtime also polled STATUS).
-    Power { power: PowerState },
-    Failed { kind: OobmErrorKind, message: String },
+    Power {
+        power: PowerState,
+    },
+    Failed {
+        kind: OobmErrorKind,
+        message: String,
+    },
 }
 
 /// The result of a BMC action the runtime ran for the engine.
@@ -349,9 +354,13 @@ pub struct OobmResult {
 pub enum StartOutcome {
     Done,
     /// The agent answered that it could not start it (it does not run there).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// The agent refused the command (older epoch or generation).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// The answer to a `StartVm` the engine issued.
@@ -504,16 +513,42 @@ pub struct EngineAlert {
 #[serde(tag = "what", rename_all = "kebab-case")]
 pub enum IncidentWhat {
     /// The host was first missed (the incident's start).
-    Detected { reason: String },
-    StateChanged { from: HaState, to: HaState, reason: String },
-    FenceAttempt { attempt: u32 },
-    FenceFailed { attempt: u32, reason: String },
+    Detected {
+        reason: String,
+    },
+    StateChanged {
+        from: HaState,
+        to: HaState,
+        reason: String,
+    },
+    FenceAttempt {
+        attempt: u32,
+    },
+    FenceFailed {
+        attempt: u32,
+        reason: String,
+    },
     /// The host is known not to run its VMs (fenced or self-fenced).
-    Fenced { how: String },
-    VmRestarted { vm: VmId, vm_name: String, from: HostId, to: HostId, seconds: f64 },
-    VmRestartFailed { vm: VmId, vm_name: String, reason: String },
+    Fenced {
+        how: String,
+    },
+    VmRestarted {
+        vm: VmId,
+        vm_name: String,
+        from: HostId,
+        to: HostId,
+        seconds: f64,
+    },
+    VmRestartFailed {
+        vm: VmId,
+        vm_name: String,
+        reason: String,
+    },
     /// Every VM is running again or has been given up; `duration_ms` from detection.
-    Closed { duration_ms: i64, summary: String },
+    Closed {
+        duration_ms: i64,
+        summary: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -542,20 +577,44 @@ pub struct Transition {
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
     /// OOBM hard power-off (never graceful). Report an `OobmResult` with this attempt.
-    FencePowerOff { host: HostId, attempt: u32 },
+    FencePowerOff {
+        host: HostId,
+        attempt: u32,
+    },
     /// OOBM STATUS. Report an `OobmResult` (action `power-status`, the fencing attempt).
-    PowerStatus { host: HostId, attempt: u32 },
+    PowerStatus {
+        host: HostId,
+        attempt: u32,
+    },
     /// OOBM RESET of a hung host (Recovering). Report an `OobmResult`.
-    Reset { host: HostId, attempt: u32 },
+    Reset {
+        host: HostId,
+        attempt: u32,
+    },
     /// Start the VM on `host` under `generation` (the VM's record moves there with that generation
     /// before the command is sent, so the old host's agent refuses anything older).
-    StartVm { vm: VmId, host: HostId, generation: i64, attempt: u32 },
+    StartVm {
+        vm: VmId,
+        host: HostId,
+        generation: i64,
+        attempt: u32,
+    },
     /// Record the VM as stopped (its host is confirmed not to run it and it will not restart);
     /// `generation` is the new one, so the old host refuses stale commands.
-    MarkVmStopped { vm: VmId, generation: i64, reason: String },
-    PutHostInMaintenance { host: HostId, reason: String },
+    MarkVmStopped {
+        vm: VmId,
+        generation: i64,
+        reason: String,
+    },
+    PutHostInMaintenance {
+        host: HostId,
+        reason: String,
+    },
     RaiseAlert(EngineAlert),
-    ClearAlert { kind: AlertKind, subject: AlertSubject },
+    ClearAlert {
+        kind: AlertKind,
+        subject: AlertSubject,
+    },
     RecordTransition(Transition),
     Incident(IncidentEvent),
 }
@@ -581,7 +640,14 @@ pub struct EngineState {
     pub marked_stopped: BTreeMap<VmId, i64>,
     pub next_incident: u64,
     pub last_step_ms: Option<Millis>,
+    /// When the engine last resumed after a gap (first step, new leader, stalled server): heartbeats
+    /// that nobody could receive meanwhile are not silence, so nothing turns Suspect (or loses its
+    /// healthy neighbour) until a suspect timeout after this.
+    pub resumed_at_ms: Option<Millis>,
 }
+
+/// A gap between two steps longer than this is a resumption (see `EngineState::resumed_at_ms`).
+pub const RESUME_GAP_MS: Millis = 2000;
 
 /// One host's HA state and the bookkeeping of the step it is in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -638,6 +704,8 @@ pub enum RestartCause {
     StorageReturned,
     /// Its host fenced itself (partition or isolation) and is heard again without it.
     SelfFenced,
+    /// Its host, alive, no longer runs it and did not stop it on purpose (host reset, guest crash).
+    Crashed,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -662,6 +730,9 @@ pub struct RestartJob {
     /// First start or first failure: the start-order group may move on after it (plus its delay).
     pub settled_at_ms: Option<Millis>,
     pub last_failure: Option<String>,
+    /// The host its last failed start went to: avoided next time while another host can take it.
+    #[serde(default)]
+    pub last_failed_host: Option<HostId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -690,16 +761,18 @@ pub struct Decision {
 pub(crate) struct View<'a> {
     pub obs: &'a Observations,
     pub now: Millis,
+    pub resumed_at: Option<Millis>,
     pub hosts: BTreeMap<HostId, &'a HostObservation>,
     pub clusters: BTreeMap<ClusterId, &'a ClusterObservation>,
     pub default_timing: Timing,
 }
 
 impl<'a> View<'a> {
-    fn new(obs: &'a Observations, now: Millis) -> Self {
+    fn new(obs: &'a Observations, now: Millis, resumed_at: Option<Millis>) -> Self {
         View {
             obs,
             now,
+            resumed_at,
             hosts: obs.hosts.iter().map(|host| (host.id, host)).collect(),
             clusters: obs.clusters.iter().map(|cluster| (cluster.id, cluster)).collect(),
             default_timing: Timing::default(),
@@ -717,6 +790,11 @@ impl<'a> View<'a> {
     /// A network heartbeat arrived within the suspect timeout.
     pub fn network_alive(&self, host: &HostObservation) -> bool {
         host.last_heartbeat_ms.is_some_and(|at| self.now - at <= self.host_timing(host).suspect_after_ms)
+    }
+
+    /// Within a suspect timeout of the engine's resumption: silence is not judged yet.
+    pub fn in_grace(&self, host: &HostObservation) -> bool {
+        self.resumed_at.is_some_and(|at| self.now - at <= self.host_timing(host).suspect_after_ms)
     }
 }
 
@@ -744,8 +822,11 @@ impl Out {
 
 /// One engine step: pure. See the module documentation.
 pub fn decide(state: &EngineState, observations: &Observations, now_ms: Millis) -> Decision {
-    let view = View::new(observations, now_ms);
     let mut next = state.clone();
+    if state.last_step_ms.is_none_or(|last| now_ms - last > RESUME_GAP_MS) {
+        next.resumed_at_ms = Some(now_ms);
+    }
+    let view = View::new(observations, now_ms, next.resumed_at_ms);
     let mut out = Out { actions: Vec::new(), open_alerts: std::mem::take(&mut next.open_alerts) };
     storage::step(&view, &mut next, &mut out);
     host::step(&view, &mut next, &mut out);

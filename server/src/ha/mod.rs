@@ -5,3 +5,4 @@ pub mod capacity;
 pub mod decide;
 pub mod plan;
 pub mod pool;
+pub mod scenario;

@@ -16,9 +16,8 @@
 
 use super::storage::{self, StorageVerdict};
 use super::{
-    Action, AlertKind, AlertSubject, EngineState, FenceProgress, HaState, HostObservation, HostRecord,
-    IncidentEvent, IncidentWhat, IneligibleReason, Millis, OobmAction, OobmOutcome, Out, RecoverProgress, Timing,
-    Transition, View,
+    Action, AlertKind, AlertSubject, EngineState, FenceProgress, HaState, HostObservation, HostRecord, IncidentEvent,
+    IncidentWhat, IneligibleReason, Millis, OobmAction, OobmOutcome, Out, RecoverProgress, Timing, Transition, View,
 };
 use api::HostId;
 use api::v1::{AlertSeverity, OobmErrorKind, PowerState};
@@ -44,7 +43,7 @@ pub(crate) fn ineligible(view: &View<'_>, host: &HostObservation) -> Option<Inel
         other.id != host.id
             && other.cluster == host.cluster
             && !other.maintenance
-            && view.network_alive(other)
+            && (view.network_alive(other) || (view.in_grace(other) && other.last_heartbeat_ms.is_some()))
             && other.shared_storage.iter().any(|storage| host.shared_storage.contains(storage))
     });
     if !neighbour {
@@ -83,18 +82,30 @@ fn steady(view: &View<'_>, host: &HostObservation, current: HaState) -> Option<C
     let target = match ineligible(view, host) {
         Some(reason) => HaState::Ineligible(reason),
         None if alive => HaState::Available,
-        None if current == HaState::Available => {
+        // Protectable and silent: whether it just went silent or died while it could not be
+        // protected (no neighbour, HA off), its failure is handled now.
+        None if host.last_heartbeat_ms.is_some() && current != HaState::Fenced => {
+            if view.in_grace(host) {
+                return None; // the engine just resumed: the host may not have reached it yet
+            }
             return change(HaState::Suspect, "network-heartbeat-missed", silence(view, host));
         }
+        None if current == HaState::Fenced => return None,
         None => HaState::Ineligible(IneligibleReason::NoHeartbeat),
     };
     if target == current {
         return None;
     }
     let (event, reason) = match target {
-        HaState::Available if current == HaState::Fenced => ("host-returned", "heard again, not in maintenance".to_owned()),
-        HaState::Available => ("eligible", "heartbeats arrive; OOBM, shared storage and a neighbour are in place".to_owned()),
-        HaState::Ineligible(why) if current == HaState::Fenced => ("host-returned", format!("heard again; {}", why.as_str())),
+        HaState::Available if current == HaState::Fenced => {
+            ("host-returned", "heard again, not in maintenance".to_owned())
+        }
+        HaState::Available => {
+            ("eligible", "heartbeats arrive; OOBM, shared storage and a neighbour are in place".to_owned())
+        }
+        HaState::Ineligible(why) if current == HaState::Fenced => {
+            ("host-returned", format!("heard again; {}", why.as_str()))
+        }
         HaState::Ineligible(why) => ("ineligible", why.as_str().to_owned()),
         _ => unreachable!("steady targets are Available or Ineligible"),
     };
@@ -151,16 +162,15 @@ fn next(view: &View<'_>, host: &HostObservation, record: &mut HostRecord, out: &
                     "alive-on-storage",
                     format!("{}, but its storage heartbeat advances: isolated, not dead", silence(view, host)),
                 ),
+                // Just resumed: the host may simply not have reached the engine yet.
+                _ if view.in_grace(host) => None,
                 StorageVerdict::Silent => fail_over(
                     &timing,
                     format!("{} and its storage heartbeat is silent on every storage read", silence(view, host)),
                 ),
                 StorageVerdict::Unknown => {
                     if cluster_heard(view, host) && view.now - record.since_ms > timing.storage_timeout_ms {
-                        fail_over(
-                            &timing,
-                            format!("{}; no host can read its storage heartbeat", silence(view, host)),
-                        )
+                        fail_over(&timing, format!("{}; no host can read its storage heartbeat", silence(view, host)))
                     } else {
                         None
                     }
@@ -175,10 +185,9 @@ fn next(view: &View<'_>, host: &HostObservation, record: &mut HostRecord, out: &
                 return change(HaState::Fenced, "self-fenced", reason);
             }
             match storage::verdict(view.now, &timing, host) {
-                StorageVerdict::Silent => fail_over(
-                    &timing,
-                    format!("{} and its storage heartbeat stopped too", silence(view, host)),
-                ),
+                StorageVerdict::Silent if !view.in_grace(host) => {
+                    fail_over(&timing, format!("{} and its storage heartbeat stopped too", silence(view, host)))
+                }
                 _ => None,
             }
         }
@@ -199,7 +208,11 @@ fn next(view: &View<'_>, host: &HostObservation, record: &mut HostRecord, out: &
                 }
             }
             if recover.reset_done_at_ms.is_some() {
-                change(HaState::Recovered, "reset-done", format!("RESET {} accepted; waiting for the host", recover.attempt))
+                change(
+                    HaState::Recovered,
+                    "reset-done",
+                    format!("RESET {} accepted; waiting for the host", recover.attempt),
+                )
             } else if view.now - recover.reset_sent_at_ms > timing.oobm_answer_timeout_ms {
                 change(HaState::Fencing, "reset-failed", "the BMC did not answer the RESET")
             } else {
@@ -215,7 +228,11 @@ fn next(view: &View<'_>, host: &HostObservation, record: &mut HostRecord, out: &
             if view.now - done <= timing.recover_wait_ms {
                 None
             } else if recover.attempt < timing.recover_attempts {
-                change(HaState::Recovering, "recovery-timed-out", format!("not back {} ms after RESET", view.now - done))
+                change(
+                    HaState::Recovering,
+                    "recovery-timed-out",
+                    format!("not back {} ms after RESET", view.now - done),
+                )
             } else {
                 change(
                     HaState::Fencing,
@@ -274,7 +291,14 @@ fn fence_failed_alert(host: &HostObservation, record: &HostRecord, next_try_ms: 
 }
 
 /// One failed fencing attempt: back off, alert, note it in the incident.
-fn fence_attempt_failed(view: &View<'_>, host: &HostObservation, record: &mut HostRecord, timing: &Timing, error: String, out: &mut Out) {
+fn fence_attempt_failed(
+    view: &View<'_>,
+    host: &HostObservation,
+    record: &mut HostRecord,
+    timing: &Timing,
+    error: String,
+    out: &mut Out,
+) {
     let fence = record.fence.as_mut().expect("fencing");
     let delay = Timing::backoff(timing.fence_backoff_initial_ms, timing.fence_backoff_max_ms, fence.failures);
     fence.failures += 1;
@@ -350,15 +374,17 @@ fn progress_fencing(view: &View<'_>, host: &HostObservation, record: &mut HostRe
         }
         (Some(_), Some(done)) => {
             if now - done > timing.fence_confirm_timeout_ms {
-                let error = fence
-                    .last_error
-                    .clone()
-                    .map_or_else(|| "the BMC did not report Off after OFF".to_owned(), |e| format!("not confirmed Off ({e})"));
+                let error = fence.last_error.clone().map_or_else(
+                    || "the BMC did not report Off after OFF".to_owned(),
+                    |e| format!("not confirmed Off ({e})"),
+                );
                 fence_attempt_failed(view, host, record, timing, error, out);
                 return;
             }
-            let lost = fence.status_pending && fence.status_sent_at_ms.is_some_and(|at| now - at > timing.oobm_answer_timeout_ms);
-            let due = !fence.status_pending && fence.status_sent_at_ms.is_none_or(|at| now - at >= timing.status_poll_ms);
+            let lost = fence.status_pending
+                && fence.status_sent_at_ms.is_some_and(|at| now - at > timing.oobm_answer_timeout_ms);
+            let due =
+                !fence.status_pending && fence.status_sent_at_ms.is_none_or(|at| now - at >= timing.status_poll_ms);
             if lost || due {
                 fence.status_pending = true;
                 fence.status_sent_at_ms = Some(now);
@@ -461,7 +487,10 @@ fn enter(
                 AlertKind::HostFenced,
                 AlertSeverity::Warning,
                 subject,
-                format!("host {} is fenced ({}); its VMs restart elsewhere; it stays in maintenance", host.name, change.reason),
+                format!(
+                    "host {} is fenced ({}); its VMs restart elsewhere; it stays in maintenance",
+                    host.name, change.reason
+                ),
             );
             out.actions.push(Action::PutHostInMaintenance {
                 host: host.id,

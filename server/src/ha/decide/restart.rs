@@ -20,8 +20,8 @@
 
 use super::storage;
 use super::{
-    Action, AlertKind, AlertSubject, EngineState, HaState, HostObservation, IncidentEvent, IncidentWhat, Millis,
-    Out, RestartCause, RestartJob, RestartPhase, StartOutcome, StopCause, Timing, View, VmObservation,
+    Action, AlertKind, AlertSubject, EngineState, HaState, HostObservation, IncidentEvent, IncidentWhat, Millis, Out,
+    RestartCause, RestartJob, RestartPhase, StartOutcome, StopCause, Timing, View, VmObservation,
 };
 use crate::ha::plan::Model;
 use api::v1::{AlertSeverity, PlanHost, PlanPool, PlanVm, RestartPriority, VmState};
@@ -61,7 +61,14 @@ fn host_name(view: &View<'_>, host: HostId) -> String {
     view.hosts.get(&host).map_or_else(|| host.to_string(), |host| host.name.clone())
 }
 
-fn new_job(view: &View<'_>, vm: &VmObservation, from: &HostObservation, cause: RestartCause, since: Millis, incident: Option<u64>) -> RestartJob {
+fn new_job(
+    view: &View<'_>,
+    vm: &VmObservation,
+    from: &HostObservation,
+    cause: RestartCause,
+    since: Millis,
+    incident: Option<u64>,
+) -> RestartJob {
     RestartJob {
         vm: vm.id,
         vm_name: vm.name.clone(),
@@ -78,6 +85,7 @@ fn new_job(view: &View<'_>, vm: &VmObservation, from: &HostObservation, cause: R
         incident,
         settled_at_ms: None,
         last_failure: None,
+        last_failed_host: None,
     }
 }
 
@@ -130,12 +138,13 @@ fn collect(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
             }
             continue;
         }
-        // Stopped by its host (storage outage, self-fence) on a host that is fine again: restart once
-        // the storage is there.
+        // Stopped by its host (storage outage, self-fence) or lost by it (reset, crash), on a host that
+        // is fine again: restart, once the storage is there.
         let host_steady = matches!(record.state, HaState::Available | HaState::Ineligible(_) | HaState::Disabled);
         let cause = match vm.stop_cause {
             Some(StopCause::StorageLost) => RestartCause::StorageReturned,
             Some(StopCause::SelfFenced) => RestartCause::SelfFenced,
+            Some(StopCause::Crashed) => RestartCause::Crashed,
             _ => continue,
         };
         if vm.state == VmState::Stopped
@@ -161,7 +170,8 @@ fn failed(view: &View<'_>, job: &mut RestartJob, reason: String, out: &mut Out) 
     job.settled_at_ms.get_or_insert(view.now);
     let first = job.last_failure.is_none();
     job.last_failure = Some(reason.clone());
-    let severity = if job.priority == RestartPriority::Restart { AlertSeverity::Critical } else { AlertSeverity::Warning };
+    let severity =
+        if job.priority == RestartPriority::Restart { AlertSeverity::Critical } else { AlertSeverity::Warning };
     out.raise(
         AlertKind::VmRestartFailed,
         severity,
@@ -203,7 +213,10 @@ fn follow(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
                         AlertKind::VmRestarted,
                         AlertSeverity::Info,
                         vm_subject(job.cluster, Some(host), job.vm),
-                        format!("VM {} restarted on {to} (from {from}) {seconds:.1} s after the failure was detected", job.vm_name),
+                        format!(
+                            "VM {} restarted on {to} (from {from}) {seconds:.1} s after the failure was detected",
+                            job.vm_name
+                        ),
                     );
                     if let Some(incident) = job.incident {
                         out.actions.push(Action::Incident(IncidentEvent {
@@ -223,21 +236,20 @@ fn follow(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
                 }
                 // The target failed in turn: once it is fenced, the VM is surely not running there.
                 if state.hosts.get(&host).is_some_and(|record| record.state == HaState::Fenced) {
+                    job.last_failed_host = Some(host);
                     let reason = format!("its new host {} failed and was fenced", host_name(view, host));
                     failed(view, job, reason, out);
                     continue;
                 }
-                let answer = view
-                    .obs
-                    .start_results
-                    .iter()
-                    .find(|result| result.vm == job.vm && result.generation == generation);
+                let answer =
+                    view.obs.start_results.iter().find(|result| result.vm == job.vm && result.generation == generation);
                 let mut answered = answered;
                 if let Some(result) = answer {
                     match &result.outcome {
                         StartOutcome::Done => answered = true,
                         StartOutcome::Failed { reason } | StartOutcome::Refused { reason } => {
                             // The agent's answer: it does not run there.
+                            job.last_failed_host = Some(host);
                             failed(view, job, format!("{} refused or failed: {reason}", host_name(view, host)), out);
                             continue;
                         }
@@ -253,6 +265,7 @@ fn follow(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
                     && vm.generation == generation
                     && matches!(vm.state, VmState::Stopped | VmState::Error);
                 if stopped_there && view.now - issued_at_ms > timing.start_timeout_ms {
+                    job.last_failed_host = Some(host);
                     failed(view, job, format!("it did not start on {} in time", host_name(view, host)), out);
                     continue;
                 }
@@ -308,10 +321,17 @@ impl Load {
 }
 
 /// Can `host` take `vm` at all (capacity aside)?
-fn candidate(view: &View<'_>, state: &EngineState, host: &HostObservation, vm: &VmObservation, from: HostId, cause: RestartCause) -> bool {
-    if cause == RestartCause::HostFenced && host.id == from {
-        return false;
-    }
+fn candidate(
+    view: &View<'_>,
+    state: &EngineState,
+    host: &HostObservation,
+    vm: &VmObservation,
+    from: HostId,
+    cause: RestartCause,
+) -> bool {
+    // The host it left qualifies only once it is steady again (a fenced host that returned and left
+    // maintenance); one that just failed a start of it is avoided while others exist (see `place`).
+    let _ = (from, cause);
     let steady = state
         .hosts
         .get(&host.id)
@@ -345,7 +365,13 @@ fn plan_one(view: &View<'_>, hosts: &[&HostObservation], load: &Load, vm: &VmObs
             ha_dedicated: view.obs.ha_tag.as_ref().is_some_and(|tag| host.tags.contains(tag)),
         })
         .collect();
-    plan_hosts.push(PlanHost { name: PHANTOM.into(), memory_mb: vm.memory_mb, cpu_mhz: vm.cpu_mhz, live: true, ha_dedicated: false });
+    plan_hosts.push(PlanHost {
+        name: PHANTOM.into(),
+        memory_mb: vm.memory_mb,
+        cpu_mhz: vm.cpu_mhz,
+        live: true,
+        ha_dedicated: false,
+    });
     let mut plan_vms = Vec::new();
     for (i, host) in hosts.iter().enumerate() {
         let (memory, cpu) = load.used.get(&host.id).copied().unwrap_or_default();
@@ -376,32 +402,38 @@ fn plan_one(view: &View<'_>, hosts: &[&HostObservation], load: &Load, vm: &VmObs
 }
 
 /// Tiers of candidates: own host (storage outage only), cluster, rest of the zone.
-fn place(view: &View<'_>, state: &EngineState, load: &Load, job: &RestartJob, vm: &VmObservation) -> Result<HostId, String> {
+fn place(
+    view: &View<'_>,
+    state: &EngineState,
+    load: &Load,
+    job: &RestartJob,
+    vm: &VmObservation,
+) -> Result<HostId, String> {
     let from = view.hosts.get(&job.from_host).copied();
     let zone = from.map(|host| host.zone);
-    let candidates: Vec<&HostObservation> = view
-        .obs
-        .hosts
-        .iter()
-        .filter(|host| candidate(view, state, host, vm, job.from_host, job.cause))
-        .collect();
+    let mut candidates: Vec<&HostObservation> =
+        view.obs.hosts.iter().filter(|host| candidate(view, state, host, vm, job.from_host, job.cause)).collect();
+    if candidates.iter().any(|host| Some(host.id) != job.last_failed_host) {
+        candidates.retain(|host| Some(host.id) != job.last_failed_host);
+    }
     let mut tiers: Vec<Vec<&HostObservation>> = Vec::new();
     if job.cause != RestartCause::HostFenced {
         tiers.push(candidates.iter().copied().filter(|host| host.id == job.from_host).collect());
     }
     tiers.push(candidates.iter().copied().filter(|host| host.cluster == job.cluster).collect());
-    tiers.push(candidates.iter().copied().filter(|host| host.cluster != job.cluster && Some(host.zone) == zone).collect());
+    tiers.push(
+        candidates.iter().copied().filter(|host| host.cluster != job.cluster && Some(host.zone) == zone).collect(),
+    );
     for tier in &tiers {
         if let Some(host) = plan_one(view, tier, load, vm) {
             return Ok(host);
         }
     }
     let cluster = view.clusters.get(&job.cluster).map_or_else(|| job.cluster.to_string(), |c| c.name.clone());
-    let tags = if vm.host_tags.is_empty() { String::new() } else { format!(" carrying tags {}", vm.host_tags.join(", ")) };
+    let tags =
+        if vm.host_tags.is_empty() { String::new() } else { format!(" carrying tags {}", vm.host_tags.join(", ")) };
     if tiers.iter().all(Vec::is_empty) {
-        return Err(format!(
-            "no live host in cluster {cluster} or its zone{tags} mounts its storage and accepts VMs"
-        ));
+        return Err(format!("no live host in cluster {cluster} or its zone{tags} mounts its storage and accepts VMs"));
     }
     Err(format!(
         "no live host in cluster {cluster} or its zone{tags} has {} MB memory and {} MHz CPU free",
@@ -444,7 +476,9 @@ fn issue(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
         .restarts
         .values()
         .filter(|job| matches!(job.phase, RestartPhase::Waiting { not_before_ms } if not_before_ms <= view.now))
-        .filter_map(|job| vms.get(&job.vm).map(|vm| (group(job), std::cmp::Reverse(vm.memory_mb), vm.name.clone(), job.vm)))
+        .filter_map(|job| {
+            vms.get(&job.vm).map(|vm| (group(job), std::cmp::Reverse(vm.memory_mb), vm.name.clone(), job.vm))
+        })
         .collect();
     order.sort();
     let mut open_gates: BTreeMap<GroupKey, bool> = BTreeMap::new();

@@ -8,9 +8,7 @@
 //! `read_at - L`. Silence counts only when every storage H is read on proves it: a storage nobody can
 //! read proves nothing (H may be writing there).
 
-use super::{
-    AlertKind, AlertSubject, EngineState, HostObservation, Millis, Out, StorageSighting, Timing, View,
-};
+use super::{AlertKind, AlertSubject, EngineState, HostObservation, Millis, Out, StorageSighting, Timing, View};
 use api::StoragePoolId;
 use api::v1::AlertSeverity;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What the storage channel says about a host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StorageVerdict {
-    /// Some reading saw its counter advance within the storage timeout.
+    /// Some reading saw its counter advance within the storage timeout, after the network went silent.
     Alive,
     /// Every storage it is read on proves it silent for longer than the storage timeout.
     Silent,
@@ -28,7 +26,8 @@ pub(crate) enum StorageVerdict {
 
 /// The host's last sign of life on either channel.
 pub(crate) fn last_sign(host: &HostObservation) -> Option<Millis> {
-    let storage = host.storage_seen.iter().filter(|seen| seen.observer != host.id).map(|seen| seen.advanced_at_ms).max();
+    let storage =
+        host.storage_seen.iter().filter(|seen| seen.observer != host.id).map(|seen| seen.advanced_at_ms).max();
     match (host.last_heartbeat_ms, storage) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -45,7 +44,13 @@ fn proven_silence(host: &HostObservation, storage: StoragePoolId, last: Millis) 
 }
 
 pub(crate) fn verdict(now: Millis, timing: &Timing, host: &HostObservation) -> StorageVerdict {
-    if readings(host).any(|seen| now - seen.advanced_at_ms <= timing.storage_timeout_ms) {
+    // Alive: a write seen after the network went silent (two intervals: a write of the host's last
+    // round may be read up to an interval late), and recent.
+    let after_silence = |seen: &&StorageSighting| {
+        host.last_heartbeat_ms
+            .is_none_or(|heartbeat| seen.advanced_at_ms > heartbeat + 2 * timing.heartbeat_interval_ms)
+    };
+    if readings(host).filter(after_silence).any(|seen| now - seen.advanced_at_ms <= timing.storage_timeout_ms) {
         return StorageVerdict::Alive;
     }
     let Some(last) = last_sign(host) else { return StorageVerdict::Unknown };
@@ -128,38 +133,31 @@ pub(crate) fn step(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
         }
     }
     for &storage in &storages {
-        let subject = AlertSubject { storage: Some(storage), cluster: cluster_of.get(&storage).copied(), ..Default::default() };
+        let subject =
+            AlertSubject { storage: Some(storage), cluster: cluster_of.get(&storage).copied(), ..Default::default() };
         match storage_up(view, storage) {
-            Some(false) => {
-                if !state.storage_down.contains_key(&storage) {
-                    state.storage_down.insert(storage, view.now);
-                    out.raise(
+            Some(false) if !state.storage_down.contains_key(&storage) => {
+                state.storage_down.insert(storage, view.now);
+                out.raise(
                         AlertKind::PrimaryStorageDown,
                         AlertSeverity::Critical,
                         subject,
-                        format!(
-                            "primary storage {storage} is down: no host can write its heartbeat there; its VMs are stopped and restart when it is back"
-                        ),
-                    );
-                }
+                    format!(
+                        "primary storage {storage} is down: no host can write its heartbeat there; its VMs are stopped and restart when it is back"
+                    ),
+                );
             }
-            Some(true) => {
-                if state.storage_down.remove(&storage).is_some() {
-                    out.clear(AlertKind::PrimaryStorageDown, subject);
-                }
+            Some(true) if state.storage_down.remove(&storage).is_some() => {
+                out.clear(AlertKind::PrimaryStorageDown, subject);
             }
-            None => {}
+            _ => {}
         }
     }
     state.storage_down.retain(|storage, _| storages.contains(storage));
     for host in view.obs.hosts.iter() {
         for &storage in &host.shared_storage {
-            let subject = AlertSubject {
-                cluster: Some(host.cluster),
-                host: Some(host.id),
-                storage: Some(storage),
-                vm: None,
-            };
+            let subject =
+                AlertSubject { cluster: Some(host.cluster), host: Some(host.id), storage: Some(storage), vm: None };
             let lost = view.network_alive(host)
                 && host_write_failing(host, storage)
                 && !state.storage_down.contains_key(&storage);

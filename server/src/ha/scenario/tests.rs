@@ -1,0 +1,1 @@
+//! Every scenario file passes; the randomized run; each invariant check can fail.
