@@ -170,7 +170,7 @@ async fn session(
     {
         Err(_) => return Err(not_welcomed(SessionError::NoWelcome)),
         Ok(None) => return Err(not_welcomed(SessionError::Lost)),
-        Ok(Some(ServerMessage::Welcome { heartbeat_interval_ms, host_id })) => {
+        Ok(Some(ServerMessage::Welcome { heartbeat_interval_ms, host_id, .. })) => {
             tracing::info!(host = %config.registration.name, %host_id, "registered with the management server");
             Duration::from_millis(heartbeat_interval_ms.max(100))
         }
@@ -191,7 +191,7 @@ async fn session(
         tokio::select! {
             _ = heartbeat.tick() => {
                 seq += 1;
-                let message = AgentMessage::Heartbeat { seq, sent_at: chrono::Utc::now() };
+                let message = AgentMessage::Heartbeat { seq, sent_at: chrono::Utc::now(), storage: Vec::new(), peers_heard: Vec::new() };
                 sink.send(frame(message)).await.map_err(|_| lost())?;
             }
             changed = changes.changed() => {
@@ -230,6 +230,7 @@ async fn session(
                     Some(ServerMessage::Welcome { .. }) => {
                         tracing::warn!("unexpected second welcome; ignored");
                     }
+                    Some(ServerMessage::Peers { .. }) => {}
                 }
             }
         }

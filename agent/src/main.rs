@@ -133,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             capacity,
             mounted_storage: args.mounts.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            peer_port: None,
         },
         backoff: Backoff::default(),
     };

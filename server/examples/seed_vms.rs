@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
                 capacity: Resources { cpu_cores: 64, cpu_mhz: 64 * 2600, memory_mb: 1024 * 1024 },
                 mounted_storage: vec![url.clone()],
                 agent_version: "bench".to_owned(),
+                peer_port: None,
             };
             let host = db.host_register(zone.id, cluster.id, &registration).await?;
             placements.push((host, pool.id));

@@ -268,6 +268,7 @@ impl TestServer {
             capacity: api::v1::Resources { cpu_cores: 8, cpu_mhz: 16000, memory_mb: 32768 },
             mounted_storage: vec![],
             agent_version: "t".into(),
+            peer_port: None,
         };
         let host = server::app::hosts::register(&state, &zone, &registration).await.unwrap();
         let base = format!("http://{}", server.local_addr);

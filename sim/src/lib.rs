@@ -117,6 +117,7 @@ impl SimHost {
                 capacity: self.spec.capacity,
                 mounted_storage: self.spec.mounted_storage.clone(),
                 agent_version: concat!("sim-", env!("CARGO_PKG_VERSION")).to_owned(),
+                peer_port: None,
             },
             backoff: Backoff::default(),
         };

@@ -100,7 +100,14 @@ async fn agent_session(mut socket: WebSocket, recorder: Recorder) {
     let Some(AgentMessage::Hello { host }) = parse(&first) else { return };
     let host = host.name;
     recorder.record(Seen::Hello { host: host.clone(), connection });
-    let welcome = Frame::v1(ServerMessage::Welcome { host_id: HostId::new_random(), heartbeat_interval_ms: 100 });
+    let welcome = Frame::v1(ServerMessage::Welcome {
+        host_id: HostId::new_random(),
+        heartbeat_interval_ms: 100,
+        cluster_peers: Vec::new(),
+        self_fence_timeout_ms: api::agent::DEFAULT_SELF_FENCE_TIMEOUT_MS,
+        storage_timeout_ms: api::agent::DEFAULT_STORAGE_TIMEOUT_MS,
+        peer_timeout_ms: api::agent::DEFAULT_PEER_TIMEOUT_MS,
+    });
     if socket.send(Message::Text(serde_json::to_string(&welcome).unwrap().into())).await.is_err() {
         return;
     }

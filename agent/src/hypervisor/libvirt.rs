@@ -156,7 +156,7 @@ fn report(domain: &Domain) -> Option<VmReport> {
         Enum::Known(DomainState::Crashed) => AgentVmState::Crashed,
         _ => AgentVmState::Stopped,
     };
-    Some(VmReport { vm_id, name: domain.name().ok()?, state, generation })
+    Some(VmReport { vm_id, name: domain.name().ok()?, state, generation, stop_reason: None })
 }
 
 #[async_trait]

@@ -255,6 +255,7 @@ impl Hypervisor for MemoryHypervisor {
                 name: vm.spec.name.clone(),
                 state: vm.state,
                 generation: vm.spec.generation,
+                stop_reason: None,
             })
             .collect()
     }

@@ -86,8 +86,14 @@ pub async fn run(state: AppState, zone: ZoneRecord, socket: WebSocket) {
     };
 
     let (sender, mut outbox) = mpsc::channel::<ServerMessage>(256);
-    let welcome =
-        ServerMessage::Welcome { host_id, heartbeat_interval_ms: state.settings.heartbeat_interval.as_millis() as u64 };
+    let welcome = ServerMessage::Welcome {
+        host_id,
+        heartbeat_interval_ms: state.settings.heartbeat_interval.as_millis() as u64,
+        cluster_peers: Vec::new(),
+        self_fence_timeout_ms: api::agent::DEFAULT_SELF_FENCE_TIMEOUT_MS,
+        storage_timeout_ms: api::agent::DEFAULT_STORAGE_TIMEOUT_MS,
+        peer_timeout_ms: api::agent::DEFAULT_PEER_TIMEOUT_MS,
+    };
     if sink.send(encode(&welcome)).await.is_err() {
         return;
     }

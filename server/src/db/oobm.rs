@@ -370,6 +370,7 @@ mod tests {
             capacity: Resources { cpu_cores: 4, cpu_mhz: 8000, memory_mb: 8192 },
             mounted_storage: vec![],
             agent_version: "t".into(),
+            peer_port: None,
         };
         (db.host_register(zone.id, cluster.id, &registration).await.unwrap(), zone.id, cluster.id)
     }

@@ -16,6 +16,7 @@ fn registration(name: &str, cluster: &str, mounts: &[&str]) -> HostRegistration 
         capacity: Resources { cpu_cores: 16, cpu_mhz: 38400, memory_mb: 65536 },
         mounted_storage: mounts.iter().map(|url| url.to_string()).collect(),
         agent_version: "test".into(),
+        peer_port: None,
     }
 }
 

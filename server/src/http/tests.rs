@@ -316,6 +316,7 @@ async fn host_with_vm(state: &AppState) -> Fixture {
         capacity: api::v1::Resources { cpu_cores: 8, cpu_mhz: 16000, memory_mb: 32768 },
         mounted_storage: vec![pool.hosts[0].storage_url.clone()],
         agent_version: "t".into(),
+        peer_port: None,
     };
     let host_id = crate::app::hosts::register(state, &zone, &registration).await.unwrap();
     // Registered, then its agent went away (as when an agent's connection drops).
@@ -570,6 +571,7 @@ async fn two_hosts(state: &AppState) -> HaFixture {
             capacity: api::v1::Resources { cpu_cores: 16, cpu_mhz: 32000, memory_mb: 8192 },
             mounted_storage: vec![],
             agent_version: "t".into(),
+            peer_port: None,
         };
         hosts.push(crate::app::hosts::register(state, &zone, &registration).await.unwrap());
     }
