@@ -24,6 +24,15 @@ enum Command {
     Demo(DemoArgs),
     /// Compute a pool's failover plan from a JSON description (see docs/plan-format.md); prints JSON.
     Plan(PlanArgs),
+    /// Run an HA scenario file on virtual time (see docs/ha-scenarios.md): prints the timeline and the
+    /// verdict; exits non-zero when it fails.
+    Scenario(ScenarioArgs),
+}
+
+#[derive(Args)]
+struct ScenarioArgs {
+    /// The scenario file (TOML).
+    file: PathBuf,
 }
 
 #[derive(Args)]
@@ -87,6 +96,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Demo(args) => run_demo(args).await,
             Command::Plan(args) => plan(args),
+            Command::Scenario(args) => scenario(args),
         }
     });
     match result {
@@ -204,6 +214,13 @@ async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
     let _ = stop_server.send(());
     serving.await??;
     drop(temporary);
+    Ok(())
+}
+
+fn scenario(args: ScenarioArgs) -> anyhow::Result<()> {
+    let outcome = server::ha::scenario::run_file(&args.file)?;
+    let _ = write!(std::io::stdout().lock(), "{}", outcome.render());
+    anyhow::ensure!(outcome.passed(), "scenario {} failed", args.file.display());
     Ok(())
 }
 

@@ -356,6 +356,18 @@ fn progress_fencing(view: &View<'_>, host: &HostObservation, record: &mut HostRe
     }
     let Some(fence) = record.fence.as_mut() else { return };
     let now = view.now;
+    // The engine resumed (new leader, stalled server) since the last command: its answer went to a
+    // server that may be gone. Ask again at once (OFF is idempotent); this is not a failure.
+    if let Some(resumed) = view.resumed_at {
+        if fence.off_done_at_ms.is_none() && fence.off_sent_at_ms.is_some_and(|sent| sent < resumed) {
+            fence.off_sent_at_ms = None;
+            fence.retry_at_ms = None;
+        }
+        if fence.status_pending && fence.status_sent_at_ms.is_some_and(|sent| sent < resumed) {
+            fence.status_pending = false;
+            fence.status_sent_at_ms = None;
+        }
+    }
     match (fence.off_sent_at_ms, fence.off_done_at_ms) {
         (None, _) => {
             if fence.retry_at_ms.is_none_or(|at| now >= at) {

@@ -256,7 +256,8 @@ fn follow(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
                     }
                 }
                 let timing = view.timing(job.cluster);
-                if vm.generation < generation && view.now - issued_at_ms > timing.action_lost_ms {
+                let resumed_since = view.resumed_at.is_some_and(|resumed| issued_at_ms < resumed);
+                if vm.generation < generation && (resumed_since || view.now - issued_at_ms > timing.action_lost_ms) {
                     // The record never moved: the start was never sent (a crash in between). Again.
                     job.phase = RestartPhase::Waiting { not_before_ms: view.now };
                     continue;
@@ -264,6 +265,13 @@ fn follow(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
                 let stopped_there = vm.host == Some(host)
                     && vm.generation == generation
                     && matches!(vm.state, VmState::Stopped | VmState::Error);
+                if stopped_there && resumed_since && !answered {
+                    // Issued before the engine resumed (a crash or stall between the step and its
+                    // commands) and the host, alive, does not run it: the command was lost. Again
+                    // (a stale copy of it carries the old epoch, which the agent refuses).
+                    job.phase = RestartPhase::Waiting { not_before_ms: view.now };
+                    continue;
+                }
                 if stopped_there && view.now - issued_at_ms > timing.start_timeout_ms {
                     job.last_failed_host = Some(host);
                     failed(view, job, format!("it did not start on {} in time", host_name(view, host)), out);
@@ -342,7 +350,7 @@ fn candidate(
         && !host.maintenance
         && vm.storage.iter().all(|storage| {
             host.shared_storage.contains(storage)
-                && !storage::host_write_failing(host, *storage)
+                && !storage::host_write_failing(view, host, *storage)
                 && !state.storage_down.contains_key(storage)
         })
         && vm.host_tags.iter().all(|tag| host.tags.contains(tag))
@@ -402,8 +410,8 @@ fn plan_one(view: &View<'_>, hosts: &[&HostObservation], load: &Load, vm: &VmObs
 }
 
 /// Tiers of candidates: own host (storage outage only), cluster, rest of the zone.
-fn place(
-    view: &View<'_>,
+fn place<'a>(
+    view: &View<'a>,
     state: &EngineState,
     load: &Load,
     job: &RestartJob,
@@ -411,24 +419,30 @@ fn place(
 ) -> Result<HostId, String> {
     let from = view.hosts.get(&job.from_host).copied();
     let zone = from.map(|host| host.zone);
-    let mut candidates: Vec<&HostObservation> =
+    let candidates: Vec<&HostObservation> =
         view.obs.hosts.iter().filter(|host| candidate(view, state, host, vm, job.from_host, job.cause)).collect();
-    if candidates.iter().any(|host| Some(host.id) != job.last_failed_host) {
-        candidates.retain(|host| Some(host.id) != job.last_failed_host);
-    }
-    let mut tiers: Vec<Vec<&HostObservation>> = Vec::new();
-    if job.cause != RestartCause::HostFenced {
-        tiers.push(candidates.iter().copied().filter(|host| host.id == job.from_host).collect());
-    }
-    tiers.push(candidates.iter().copied().filter(|host| host.cluster == job.cluster).collect());
-    tiers.push(
-        candidates.iter().copied().filter(|host| host.cluster != job.cluster && Some(host.zone) == zone).collect(),
-    );
-    for tier in &tiers {
-        if let Some(host) = plan_one(view, tier, load, vm) {
-            return Ok(host);
+    let tiers = |candidates: &[&'a HostObservation]| {
+        let mut tiers: Vec<Vec<&HostObservation>> = Vec::new();
+        if job.cause != RestartCause::HostFenced {
+            tiers.push(candidates.iter().copied().filter(|host| host.id == job.from_host).collect());
+        }
+        tiers.push(candidates.iter().copied().filter(|host| host.cluster == job.cluster).collect());
+        tiers.push(
+            candidates.iter().copied().filter(|host| host.cluster != job.cluster && Some(host.zone) == zone).collect(),
+        );
+        tiers
+    };
+    // The host its last start failed on comes last: first without it, then with it.
+    let others: Vec<&HostObservation> =
+        candidates.iter().copied().filter(|host| Some(host.id) != job.last_failed_host).collect();
+    for set in [&others, &candidates] {
+        for tier in tiers(set) {
+            if let Some(host) = plan_one(view, &tier, load, vm) {
+                return Ok(host);
+            }
         }
     }
+    let tiers = tiers(&candidates);
     let cluster = view.clusters.get(&job.cluster).map_or_else(|| job.cluster.to_string(), |c| c.name.clone());
     let tags =
         if vm.host_tags.is_empty() { String::new() } else { format!(" carrying tags {}", vm.host_tags.join(", ")) };

@@ -116,9 +116,24 @@ pub(crate) fn storage_up(view: &View<'_>, storage: StoragePoolId) -> Option<bool
     any.then_some(false)
 }
 
-/// Is `host`'s own heartbeat write on `storage` failing (as last reported)?
-pub(crate) fn host_write_failing(host: &HostObservation, storage: StoragePoolId) -> bool {
-    host.storage_writes.iter().any(|write| write.storage == storage && !write.ok)
+/// Is `host`'s own heartbeat write on `storage` failing, and failing on its own: its last report
+/// failed, and no other host has written there successfully since (reports arrive a second apart, so
+/// right after an outage ends the hosts that have not reported yet still show the outage).
+pub(crate) fn host_write_failing(view: &View<'_>, host: &HostObservation, storage: StoragePoolId) -> bool {
+    let Some(failed_at) =
+        host.storage_writes.iter().filter(|write| write.storage == storage && !write.ok).map(|write| write.at_ms).max()
+    else {
+        return false;
+    };
+    let latest_ok = view
+        .obs
+        .hosts
+        .iter()
+        .flat_map(|other| other.storage_writes.iter())
+        .filter(|write| write.storage == storage && write.ok)
+        .map(|write| write.at_ms)
+        .max();
+    latest_ok.is_none_or(|ok| failed_at > ok)
 }
 
 /// Primary storage outages (raise / clear `primary-storage-down`) and hosts that cannot write their
@@ -159,7 +174,7 @@ pub(crate) fn step(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
             let subject =
                 AlertSubject { cluster: Some(host.cluster), host: Some(host.id), storage: Some(storage), vm: None };
             let lost = view.network_alive(host)
-                && host_write_failing(host, storage)
+                && host_write_failing(view, host, storage)
                 && !state.storage_down.contains_key(&storage);
             if lost {
                 out.raise(

@@ -117,14 +117,21 @@ pub fn deliver_heartbeat(world: &mut World, h: usize) {
 /// The agent's complete inventory arrives: the database follows it for the VMs placed there.
 pub fn deliver_inventory(world: &mut World, h: usize) {
     let now = world.now;
+    let in_flight: Vec<(usize, i64)> = (0..world.vms.len())
+        .filter_map(|vm| {
+            let record = &world.db.vms[vm];
+            (record.host == Some(h) && start_in_flight(world, vm, h, record.generation))
+                .then_some((vm, record.generation))
+        })
+        .collect();
     let Some(agent) = world.hosts[h].agent.as_ref() else { return };
     for (vm, record) in world.db.vms.iter_mut().enumerate() {
         if record.host != Some(h) {
             continue;
         }
-        // A start this agent has not received yet is not judged by its inventory.
+        // A start still on its way to this agent is not judged by its inventory.
         let received = agent.generations.get(&vm).is_some_and(|known| *known >= record.generation);
-        if record.state == VmState::Starting && !received {
+        if record.state == VmState::Starting && !received && in_flight.contains(&(vm, record.generation)) {
             continue;
         }
         match world.hosts[h].guests.get(&vm) {
@@ -287,7 +294,7 @@ pub fn servers_tick(world: &mut World, tamper: Tamper<'_>) {
             let delayed = std::mem::take(&mut world.servers[s].delayed);
             let epoch = world.servers[s].epoch.unwrap_or(0);
             world.log(format!(
-                "management server {} resumes and executes {} stale action(s) (epoch {epoch})",
+                "management server {} resumes and sends {} stale command(s) (epoch {epoch})",
                 s + 1,
                 delayed.len()
             ));
@@ -341,20 +348,28 @@ fn step(world: &mut World, s: usize, tamper: Tamper<'_>) {
     tamper(world, &mut decision);
     world.stats.steps += 1;
     invariants::on_decision(world, &observations, &decision);
+    // One transaction: the state and the step's records (transitions, incident events, alerts, VMs
+    // recorded stopped, maintenance). The commands (BMC, agents) follow it.
     world.db.engine_state = serde_json::to_string(&decision.state).expect("the engine state serializes");
     let epoch = world.db.lease_epoch;
-    if let Some(lose_actions) = world.servers[s].crash_pending {
-        if lose_actions {
+    let (records, commands): (Vec<Action>, Vec<Action>) = decision.actions.into_iter().partition(is_record);
+    for action in &records {
+        execute(world, s, epoch, action);
+    }
+    for action in &commands {
+        move_record(world, action);
+    }
+    if let Some(lose_commands) = world.servers[s].crash_pending {
+        if lose_commands {
             world.log(format!(
-                "management server {} crashes after storing its step, before executing {} action(s)",
+                "management server {} crashes after storing its step, before sending {} command(s)",
                 s + 1,
-                decision.actions.len()
+                commands.len()
             ));
-            down(world, s);
-            return;
-        }
-        for action in &decision.actions {
-            execute(world, s, epoch, action);
+        } else {
+            for action in &commands {
+                execute(world, s, epoch, action);
+            }
         }
         down(world, s);
         return;
@@ -362,15 +377,15 @@ fn step(world: &mut World, s: usize, tamper: Tamper<'_>) {
     if let Some(duration) = world.servers[s].pause_next.take() {
         world.servers[s].paused_until = Some(now + duration);
         world.log(format!(
-            "management server {} stalls for {} s after deciding {} action(s) (epoch {epoch})",
+            "management server {} stalls for {} s before sending {} command(s) (epoch {epoch})",
             s + 1,
             duration as f64 / 1000.0,
-            decision.actions.len()
+            commands.len()
         ));
-        world.servers[s].delayed = decision.actions;
+        world.servers[s].delayed = commands;
         return;
     }
-    for action in &decision.actions {
+    for action in &commands {
         execute(world, s, epoch, action);
     }
 }
@@ -478,6 +493,43 @@ fn observe(world: &mut World, s: usize) -> Observations {
     }
 }
 
+/// The database part of a StartVm, written with the step's state: the VM's record moves to the new
+/// host and generation (compare-and-set: never back to an older generation).
+fn move_record(world: &mut World, action: &Action) {
+    let Action::StartVm { vm, host, generation, .. } = action else { return };
+    let (Some(v), Some(h)) = (world.vm_by_id(*vm), world.host_by_id(*host)) else { return };
+    let record = &mut world.db.vms[v];
+    if *generation > record.generation {
+        record.host = Some(h);
+        record.generation = *generation;
+        record.state = VmState::Starting;
+        record.stop_cause = None;
+    }
+}
+
+/// Is a StartVm of `vm` on `host` under `generation` still to be delivered (in flight, or held by a
+/// stalled server)? The runtime does not judge such a VM by the host's inventory.
+pub fn start_in_flight(world: &World, vm: usize, host: usize, generation: i64) -> bool {
+    let pending = world.pending.iter().any(|pending| {
+        matches!(pending.op, Op::Start { vm: v, host: h, generation: g, .. } if v == vm && h == host && g == generation)
+    });
+    let (vm_id, host_id) = (world.vms[vm].id, world.hosts[host].id);
+    pending
+        || world.servers.iter().any(|server| {
+            server.delayed.iter().any(|action| {
+                matches!(action, Action::StartVm { vm, host, generation: g, .. } if *vm == vm_id && *host == host_id && *g == generation)
+            })
+        })
+}
+
+/// Actions that are database writes, stored in the same transaction as the step's state.
+fn is_record(action: &Action) -> bool {
+    !matches!(
+        action,
+        Action::FencePowerOff { .. } | Action::PowerStatus { .. } | Action::Reset { .. } | Action::StartVm { .. }
+    )
+}
+
 /// Executes one action as the runtime would.
 fn execute(world: &mut World, s: usize, epoch: u64, action: &Action) {
     let now = world.now;
@@ -520,15 +572,6 @@ fn execute(world: &mut World, s: usize, epoch: u64, action: &Action) {
             let (Some(v), Some(h)) = (world.vm_by_id(*vm), world.host_by_id(*host)) else { return };
             world.stats.start_commands += 1;
             world.stats.first_start_at.entry(v).or_insert(now);
-            let record = &mut world.db.vms[v];
-            if *generation <= record.generation {
-                // A stale leader's record write loses against the newer generation (compare-and-set).
-            } else {
-                record.host = Some(h);
-                record.generation = *generation;
-                record.state = VmState::Starting;
-                record.stop_cause = None;
-            }
             let text = format!(
                 "engine: StartVm {} on {} (generation {generation}, attempt {attempt}, epoch {epoch})",
                 world.vms[v].name, world.hosts[h].name

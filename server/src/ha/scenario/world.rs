@@ -246,6 +246,10 @@ pub struct Outcome {
     pub failures: Vec<String>,
     pub stats: Stats,
     pub end_ms: Millis,
+    /// Invariant 4 was judged (every fault healed and settled before the end).
+    pub capacity_judged: bool,
+    /// When every protected VM ran again after the first fault (if it did and stayed so).
+    pub all_running_at: Option<Millis>,
 }
 
 impl Outcome {
@@ -882,6 +886,8 @@ impl World {
             failures,
             stats: self.stats.clone(),
             end_ms: self.now,
+            capacity_judged: self.checker.capacity_judged,
+            all_running_at: self.checker.all_running_at,
         }
     }
 
