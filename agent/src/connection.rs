@@ -1,8 +1,15 @@
 //! The agent's one long-lived connection to the management server: handshake, heartbeats every
 //! interval, an inventory on connect and on every VM change, commands executed and answered.
-//! Reconnects with exponential back-off and jitter when the connection fails or ends.
+//! Reconnects with exponential back-off and jitter when the connection fails or ends. Around the sessions
+//! run the agent's HA tasks: the storage heartbeat, the peer heartbeats and the guardian (self-fencing).
 
+use crate::faults::NetworkFaults;
+use crate::guardian::Guardian;
+use crate::health::{HaSettings, Health};
 use crate::hypervisor::Hypervisor;
+use crate::peers::PeerHeartbeat;
+use crate::storage_heartbeat::{StorageHeartbeat, StorageMount};
+use crate::watchdog::Watchdog;
 use api::agent::{
     AgentMessage, CONNECT_PATH, Command, CommandOutcome, Frame, HostRegistration, PROTOCOL_VERSION, ServerMessage,
 };
@@ -10,8 +17,10 @@ use api::{CommandId, VmId};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -24,8 +33,10 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
+    /// At most 2 s between attempts: the agent judges itself cut off after a few seconds without a server,
+    /// so after a short network blip it must be back quickly.
     fn default() -> Self {
-        Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(5) }
+        Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(2) }
     }
 }
 
@@ -46,18 +57,52 @@ pub struct AgentConfig {
     pub join_token: String,
     pub registration: HostRegistration,
     pub backoff: Backoff,
+    /// The shared primary storages to keep a heartbeat record on (each a storage URL of
+    /// `registration.mounted_storage` and its mount point here).
+    pub storage: Vec<StorageMount>,
+    /// Where to receive peer heartbeat datagrams (port 0: any free port); `None`: no peer heartbeats.
+    /// The bound port is reported as `HostRegistration::peer_port`.
+    pub peer_listen: Option<SocketAddr>,
+    /// Simulated network and storage faults (the simulator only; `None` on real hosts).
+    pub faults: Option<Arc<NetworkFaults>>,
+    /// The hardware watchdog to pet, when armed.
+    pub watchdog: Option<Arc<dyn Watchdog>>,
+}
+
+impl AgentConfig {
+    /// A configuration without storage heartbeats, peer heartbeats, faults or watchdog.
+    pub fn new(server_url: &str, join_token: &str, registration: HostRegistration) -> Self {
+        AgentConfig {
+            server_url: server_url.to_owned(),
+            join_token: join_token.to_owned(),
+            registration,
+            backoff: Backoff::default(),
+            storage: Vec::new(),
+            peer_listen: None,
+            faults: None,
+            watchdog: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
     #[error("cannot connect")]
     Connect(#[source] tokio_tungstenite::tungstenite::Error),
+    #[error("cannot connect: {0}")]
+    Unreachable(String),
     #[error("the server refused the agent: {0}")]
     Refused(String),
     #[error("connection lost")]
     Lost,
     #[error("the server sent no welcome in time")]
     NoWelcome,
+    #[error("no frame from the server for {} ms", .0.as_millis())]
+    Silent(Duration),
+    #[error("this host fenced itself; reconnecting for a fresh welcome")]
+    SelfFenced,
+    #[error("the network to the management servers is cut (simulated fault)")]
+    Cut,
 }
 
 /// What the agent remembers across connections, to refuse stale commands.
@@ -91,18 +136,103 @@ impl Fences {
     }
 }
 
-/// Run the agent until `shutdown` turns true: connect, serve the session, back off, reconnect.
+/// Why a command that would make a VM run here is refused now: the agent fenced itself (until the next
+/// welcome), or the VM's storage is lost to this host.
+fn start_refusal(health: &Health, command: &Command) -> Option<String> {
+    let spec = match command {
+        Command::StartVm { vm } | Command::PrepareMigration { vm } => Some(vm),
+        Command::FinishMigration { .. } => None,
+        _ => return None,
+    };
+    if let Some(reason) = health.fenced() {
+        return Some(format!(
+            "this host fenced itself ({reason}); it starts no VM until a management server welcomes it again"
+        ));
+    }
+    spec.and_then(|spec| health.storage_refusal(&spec.storage_url))
+}
+
+/// Tasks that live as long as the agent: aborted when it stops (or when the simulator aborts it).
+#[derive(Default)]
+struct Background(Vec<tokio::task::JoinHandle<()>>);
+
+impl Background {
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(task));
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Everything one running agent shares between its sessions.
+struct Agent {
+    config: AgentConfig,
+    registration: HostRegistration,
+    hypervisor: Arc<dyn Hypervisor>,
+    health: Arc<Health>,
+    fences: Mutex<Fences>,
+}
+
+/// Run the agent until `shutdown` turns true: start the storage heartbeat, the peer heartbeats and the
+/// guardian, then connect, serve the session, back off, reconnect.
 pub async fn run(config: AgentConfig, hypervisor: Arc<dyn Hypervisor>, mut shutdown: watch::Receiver<bool>) {
-    let fences = Arc::new(Mutex::new(Fences::default()));
+    let health = Arc::new(Health::new(config.storage.iter().map(|mount| mount.name.clone())));
+    let mut registration = config.registration.clone();
+    let mut background = Background::default();
+    if let Some(listen) = config.peer_listen {
+        match UdpSocket::bind(listen).await {
+            Ok(socket) => {
+                registration.peer_port = socket.local_addr().ok().map(|address| address.port());
+                background.spawn(
+                    PeerHeartbeat {
+                        socket: Arc::new(socket),
+                        host_name: registration.name.clone(),
+                        key: config.join_token.as_bytes().to_vec(),
+                        health: health.clone(),
+                        faults: config.faults.clone(),
+                    }
+                    .run(),
+                );
+            }
+            Err(error) => {
+                tracing::error!(host = %registration.name, %listen, "no peer heartbeats: cannot bind: {error}");
+            }
+        }
+    }
+    background.spawn(
+        StorageHeartbeat::new(
+            registration.name.clone(),
+            config.storage.clone(),
+            health.clone(),
+            hypervisor.clone(),
+            config.faults.clone(),
+        )
+        .run(),
+    );
+    background.spawn(
+        Guardian {
+            host: registration.name.clone(),
+            health: health.clone(),
+            hypervisor: hypervisor.clone(),
+            watchdog: config.watchdog.clone(),
+        }
+        .run(),
+    );
+    let agent = Agent { config, registration, hypervisor, health, fences: Mutex::new(Fences::default()) };
     let mut failures = 0u32;
     loop {
         if *shutdown.borrow() {
-            return;
+            break;
         }
-        let session = session(&config, hypervisor.clone(), fences.clone());
         let result = tokio::select! {
-            result = session => result,
-            _ = shutdown.changed() => return,
+            result = session(&agent) => result,
+            _ = shutdown.changed() => break,
         };
         match result {
             Ok(()) => failures = 0,
@@ -110,15 +240,19 @@ pub async fn run(config: AgentConfig, hypervisor: Arc<dyn Hypervisor>, mut shutd
                 if welcomed {
                     failures = 0;
                 }
-                tracing::warn!(host = %config.registration.name, "agent session ended: {error}");
+                tracing::warn!(host = %agent.registration.name, "agent session ended: {error}");
             }
         }
-        let delay = config.backoff.delay(failures);
+        let delay = agent.config.backoff.delay(failures);
         failures = failures.saturating_add(1);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         }
+    }
+    drop(background);
+    if let Some(watchdog) = &agent.config.watchdog {
+        watchdog.disarm();
     }
 }
 
@@ -142,18 +276,32 @@ fn frame(message: AgentMessage) -> Message {
     Message::Text(serde_json::to_string(&Frame::v1(message)).unwrap_or_default().into())
 }
 
-async fn session(
-    config: &AgentConfig,
-    hypervisor: Arc<dyn Hypervisor>,
-    fences: Arc<Mutex<Fences>>,
-) -> Result<(), SessionEnd> {
+/// How long connecting (TCP, TLS, upgrade) may take: a cut network must not hold the agent for the
+/// minutes a TCP connect can take to give up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the simulated network lets this host reach the servers (always, on a real host).
+fn server_reachable(agent: &Agent) -> bool {
+    agent.config.faults.as_ref().is_none_or(|faults| faults.server_reachable(&agent.registration.name))
+}
+
+async fn session(agent: &Agent) -> Result<(), SessionEnd> {
+    let config = &agent.config;
+    let health = &agent.health;
+    let hypervisor = &agent.hypervisor;
     let not_welcomed = |error: SessionError| SessionEnd { welcomed: false, error: chain(&error) };
+    if !server_reachable(agent) {
+        return Err(not_welcomed(SessionError::Cut));
+    }
     let url = format!("{}{CONNECT_PATH}", config.server_url.trim_end_matches('/').replacen("http", "ws", 1));
     let mut request = url.into_client_request().map_err(|error| not_welcomed(SessionError::Connect(error)))?;
     let bearer = HeaderValue::from_str(&format!("Bearer {}", config.join_token))
         .map_err(|_| not_welcomed(SessionError::Refused("the join token is not a valid header value".into())))?;
     request.headers_mut().insert("authorization", bearer);
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|error| match &error {
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request))
+        .await
+        .map_err(|_| not_welcomed(SessionError::Unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))))?;
+    let (socket, _) = connected.map_err(|error| match &error {
         tokio_tungstenite::tungstenite::Error::Http(response) => not_welcomed(SessionError::Refused(format!(
             "HTTP {} ({})",
             response.status(),
@@ -163,66 +311,116 @@ async fn session(
     })?;
     let (mut sink, mut stream) = socket.split();
 
-    sink.send(frame(AgentMessage::Hello { host: config.registration.clone() }))
+    sink.send(frame(AgentMessage::Hello { host: agent.registration.clone() }))
         .await
         .map_err(|_| not_welcomed(SessionError::Lost))?;
-    let heartbeat_interval = match tokio::time::timeout(Duration::from_secs(10), next_server_message(&mut stream)).await
-    {
+    let welcome = tokio::time::timeout(Duration::from_secs(10), next_server_message(&mut stream, health)).await;
+    let settings = match welcome {
         Err(_) => return Err(not_welcomed(SessionError::NoWelcome)),
         Ok(None) => return Err(not_welcomed(SessionError::Lost)),
-        Ok(Some(ServerMessage::Welcome { heartbeat_interval_ms, host_id, .. })) => {
-            tracing::info!(host = %config.registration.name, %host_id, "registered with the management server");
-            Duration::from_millis(heartbeat_interval_ms.max(100))
+        Ok(Some(ServerMessage::Welcome {
+            heartbeat_interval_ms,
+            host_id,
+            cluster_peers,
+            self_fence_timeout_ms,
+            storage_timeout_ms,
+            peer_timeout_ms,
+        })) => {
+            tracing::info!(
+                host = %agent.registration.name, %host_id, peers = cluster_peers.len(),
+                "registered with the management server"
+            );
+            let settings = HaSettings::from_welcome(
+                heartbeat_interval_ms,
+                self_fence_timeout_ms,
+                storage_timeout_ms,
+                peer_timeout_ms,
+            );
+            health.welcomed(host_id, settings, cluster_peers);
+            settings
         }
         Ok(Some(ServerMessage::Error { code, message })) => {
             return Err(not_welcomed(SessionError::Refused(format!("{code}: {message}"))));
         }
         Ok(Some(_)) => return Err(not_welcomed(SessionError::Refused("expected a welcome".into()))),
     };
-    let lost = || SessionEnd { welcomed: true, error: chain(&SessionError::Lost) };
+    let ended = |error: SessionError| SessionEnd { welcomed: true, error: chain(&error) };
+    let lost = || ended(SessionError::Lost);
+    // Without a frame from the server for this long the connection is dead (a pong answers every
+    // heartbeat's ping); reconnecting may reach another server.
+    let silence_limit = (settings.heartbeat_interval * 3).max(settings.peer_timeout);
 
     let mut changes = hypervisor.changes();
     changes.mark_changed();
+    let mut fenced = health.fences();
+    fenced.mark_unchanged();
+    let mut faults = config.faults.as_ref().map(|faults| faults.changes());
     let (results, mut results_out) = mpsc::channel::<(CommandId, CommandOutcome)>(64);
-    let mut heartbeat = tokio::time::interval(heartbeat_interval);
+    let mut heartbeat = tokio::time::interval(settings.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
+                let silent = health.since_server_contact();
+                if silent > silence_limit {
+                    return Err(ended(SessionError::Silent(silent)));
+                }
                 seq += 1;
-                let message = AgentMessage::Heartbeat { seq, sent_at: chrono::Utc::now(), storage: Vec::new(), peers_heard: Vec::new() };
+                let message = AgentMessage::Heartbeat {
+                    seq,
+                    sent_at: chrono::Utc::now(),
+                    storage: health.storage_views(),
+                    peers_heard: health.peers_heard(),
+                };
                 sink.send(frame(message)).await.map_err(|_| lost())?;
+                sink.send(Message::Ping(Vec::new().into())).await.map_err(|_| lost())?;
             }
             changed = changes.changed() => {
                 if changed.is_err() {
                     return Err(lost());
                 }
-                let vms = hypervisor.list_vms().await;
+                let vms = health.annotate(hypervisor.list_vms().await);
                 sink.send(frame(AgentMessage::Inventory { vms })).await.map_err(|_| lost())?;
             }
             Some((command_id, outcome)) = results_out.recv() => {
                 sink.send(frame(AgentMessage::CommandResult { command_id, outcome })).await.map_err(|_| lost())?;
             }
-            message = next_server_message(&mut stream) => {
+            _ = fenced.changed() => return Err(ended(SessionError::SelfFenced)),
+            Some(Ok(())) = async { match faults.as_mut() { Some(faults) => Some(faults.changed().await), None => None } } => {
+                if !server_reachable(agent) {
+                    // The cable is cut: no goodbye reaches the server.
+                    return Err(ended(SessionError::Cut));
+                }
+            }
+            message = next_server_message(&mut stream, health) => {
                 match message {
                     None => return Err(lost()),
                     Some(ServerMessage::Command { command_id, epoch, command }) => {
-                        let admitted = fences.lock().unwrap().admit(epoch, &command);
+                        let admitted = agent.fences.lock().unwrap().admit(epoch, &command);
+                        let admitted = admitted.and_then(|()| match start_refusal(health, &command) {
+                            Some(reason) => Err(reason),
+                            None => Ok(()),
+                        });
                         match admitted {
                             Err(reason) => {
-                                tracing::warn!(%command_id, "refusing a stale command: {reason}");
+                                tracing::warn!(%command_id, "refusing a command: {reason}");
                                 let _ = results.try_send((command_id, CommandOutcome::Refused { reason }));
                             }
                             Ok(()) => {
                                 let hypervisor = hypervisor.clone();
+                                let health = health.clone();
                                 let results = results.clone();
                                 tokio::spawn(async move {
-                                    let outcome = execute(hypervisor.as_ref(), command).await;
+                                    let outcome = execute(hypervisor.as_ref(), &health, command).await;
                                     let _ = results.send((command_id, outcome)).await;
                                 });
                             }
                         }
+                    }
+                    Some(ServerMessage::Peers { peers }) => {
+                        tracing::info!(peers = peers.len(), "the cluster's peer list changed");
+                        health.set_peers(peers);
                     }
                     Some(ServerMessage::Error { code, message }) => {
                         tracing::warn!(code, "the server reported an error: {message}");
@@ -230,16 +428,21 @@ async fn session(
                     Some(ServerMessage::Welcome { .. }) => {
                         tracing::warn!("unexpected second welcome; ignored");
                     }
-                    Some(ServerMessage::Peers { .. }) => {}
                 }
             }
         }
     }
 }
 
-async fn execute(hypervisor: &dyn Hypervisor, command: Command) -> CommandOutcome {
+async fn execute(hypervisor: &dyn Hypervisor, health: &Health, command: Command) -> CommandOutcome {
     let result = match command {
-        Command::StartVm { vm } => hypervisor.start_vm(&vm).await,
+        Command::StartVm { vm } => {
+            let started = hypervisor.start_vm(&vm).await;
+            if started.is_ok() {
+                health.clear_stop_reason(vm.vm_id);
+            }
+            started
+        }
         Command::StopVm { vm_id, force, .. } => hypervisor.stop_vm(vm_id, force).await,
         Command::DestroyVm { vm_id, .. } => hypervisor.destroy_vm(vm_id).await,
         Command::PrepareMigration { vm } => hypervisor.prepare_incoming(&vm).await,
@@ -252,14 +455,18 @@ async fn execute(hypervisor: &dyn Hypervisor, command: Command) -> CommandOutcom
     }
 }
 
-/// The next message from the server; malformed frames are logged and skipped. `None` when the
-/// connection ended.
-async fn next_server_message<S>(stream: &mut S) -> Option<ServerMessage>
+/// The next message from the server; malformed frames are logged and skipped. Every frame (pongs
+/// included) counts as contact with the server. `None` when the connection ended.
+async fn next_server_message<S>(stream: &mut S, health: &Health) -> Option<ServerMessage>
 where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        match stream.next().await? {
+        let next = stream.next().await?;
+        if next.is_ok() {
+            health.server_contact();
+        }
+        match next {
             Ok(Message::Text(text)) => match serde_json::from_str::<Frame<ServerMessage>>(&text) {
                 Ok(frame) if frame.v == PROTOCOL_VERSION => return Some(frame.body),
                 Ok(frame) => tracing::warn!("ignoring a frame of protocol version {}", frame.v),

@@ -1,8 +1,11 @@
 //! `parapet-agent`: the host agent binary. Connects to a management server with the zone's join token
-//! and registers this host.
+//! and registers this host; keeps a storage heartbeat on every mounted shared storage given with
+//! `--mount-path`, exchanges peer heartbeats on `--peer-port` (UDP), fences itself when cut off, and
+//! optionally pets a hardware watchdog (`--watchdog /dev/watchdog`).
 
 use agent::hypervisor::memory::MemoryHypervisor;
-use agent::{AgentConfig, Backoff};
+use agent::watchdog::DeviceWatchdog;
+use agent::{AgentConfig, Backoff, StorageMount};
 use api::agent::HostRegistration;
 use api::v1::{HypervisorKind, Resources};
 use clap::{Parser, ValueEnum};
@@ -56,9 +59,36 @@ struct Args {
     /// libvirt domain type (kvm on real hosts; test with the test driver).
     #[arg(long, default_value = "kvm")]
     libvirt_domain_type: String,
-    /// Where a primary storage URL is mounted here, as URL=PATH (repeatable; with --backend libvirt).
+    /// Where a primary storage URL is mounted here, as URL=PATH (repeatable). The agent keeps its storage
+    /// heartbeat record under PATH/.parapet-hb/; with --backend libvirt, VM disks live under PATH.
     #[arg(long = "mount-path", value_name = "URL=PATH")]
     mount_paths: Vec<String>,
+    /// UDP port for the heartbeats between the agents of a cluster (0: any free port).
+    #[arg(long, default_value_t = 7400)]
+    peer_port: u16,
+    /// Local address the peer heartbeat socket binds to.
+    #[arg(long, default_value = "0.0.0.0")]
+    peer_bind: std::net::IpAddr,
+    /// Run no peer heartbeats (the agent cannot then tell the sides of a partition apart and keeps running
+    /// only while it reaches a server or its storage).
+    #[arg(long)]
+    no_peer_heartbeat: bool,
+    /// Arm this hardware watchdog device (e.g. /dev/watchdog) and pet it while the agent is healthy; the
+    /// host resets if the agent dies or cannot stop its VMs when it must. Off by default.
+    #[arg(long, value_name = "DEVICE")]
+    watchdog: Option<std::path::PathBuf>,
+}
+
+/// The `--mount-path URL=PATH` pairs.
+fn mount_paths(args: &Args) -> anyhow::Result<Vec<(String, std::path::PathBuf)>> {
+    args.mount_paths
+        .iter()
+        .map(|text| {
+            let (url, path) =
+                text.rsplit_once('=').ok_or_else(|| anyhow::anyhow!("--mount-path {text:?}: expected URL=PATH"))?;
+            Ok((url.to_owned(), std::path::PathBuf::from(path)))
+        })
+        .collect()
 }
 
 /// The hypervisor behind the chosen backend.
@@ -70,12 +100,7 @@ async fn hypervisor(args: &Args, capacity: Resources) -> anyhow::Result<(Arc<dyn
         )),
         #[cfg(feature = "libvirt")]
         Backend::Libvirt => {
-            let mut storage_mounts = Vec::new();
-            for text in &args.mount_paths {
-                let (url, path) =
-                    text.rsplit_once('=').ok_or_else(|| anyhow::anyhow!("--mount-path {text:?}: expected URL=PATH"))?;
-                storage_mounts.push((url.to_owned(), std::path::PathBuf::from(path)));
-            }
+            let storage_mounts = mount_paths(args)?;
             let config = agent::hypervisor::libvirt::LibvirtConfig {
                 uri: args.libvirt_uri.clone(),
                 domain_type: args.libvirt_domain_type.clone(),
@@ -122,9 +147,42 @@ async fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("--memory-mb not given and /proc/meminfo unreadable"))?;
     let capacity = Resources { cpu_cores, cpu_mhz: cpu_cores * args.core_mhz, memory_mb };
     let (hypervisor, kind) = hypervisor(&args, capacity).await?;
+    let mut storage = Vec::new();
+    for (url, dir) in mount_paths(&args)? {
+        if !args.mounts.contains(&url) {
+            anyhow::bail!("--mount-path {url}={}: {url} is not one of the --mount storages", dir.display());
+        }
+        storage.push(StorageMount { name: url, dir });
+    }
+    for url in &args.mounts {
+        if !storage.iter().any(|mount| &mount.name == url) {
+            tracing::warn!(storage = %url, "no --mount-path for this storage: no storage heartbeat on it");
+        }
+    }
+    let watchdog = match &args.watchdog {
+        None => None,
+        Some(path) => {
+            let device = DeviceWatchdog::open(path)
+                .map_err(|error| anyhow::anyhow!("--watchdog {}: cannot open: {error}", path.display()))?;
+            let default_fence = Duration::from_millis(api::agent::DEFAULT_SELF_FENCE_TIMEOUT_MS);
+            match device.timeout() {
+                Some(timeout) if timeout >= default_fence => tracing::warn!(
+                    "the watchdog resets the host after {timeout:?}, not before the self-fence timeout \
+                     ({default_fence:?} by default): set a shorter timeout in its driver"
+                ),
+                Some(timeout) => tracing::info!("hardware watchdog armed; it resets the host after {timeout:?}"),
+                None => tracing::warn!("hardware watchdog armed; its timeout is unknown (no sysfs entry)"),
+            }
+            Some(Arc::new(device) as Arc<dyn agent::watchdog::Watchdog>)
+        }
+    };
     let config = AgentConfig {
         server_url: args.server.clone(),
         join_token: args.token.clone(),
+        storage,
+        peer_listen: (!args.no_peer_heartbeat).then(|| std::net::SocketAddr::new(args.peer_bind, args.peer_port)),
+        faults: None,
+        watchdog,
         registration: HostRegistration {
             name,
             address: args.address.clone(),

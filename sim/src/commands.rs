@@ -1,12 +1,17 @@
 //! The simulator's fault commands, one per line on `parapet-sim`'s standard input: power a host off
-//! (pull the plug) or on, crash a VM, list the hosts, and put faults on a host's BMC.
+//! (pull the plug) or on, crash a VM, list the hosts, put faults on a host's BMC, and cut the network and
+//! storage: a host from the servers (`net-cut`), the pool in two (`split A,B|C`), a host's storage
+//! heartbeat (`storage-cut`), a short blip of a host's network, and the agent alone (`agent-crash`).
 
 use crate::{BmcFault, SimPool};
 use api::VmId;
+use std::time::Duration;
 
 /// What `parapet-sim` answers to a line it does not understand.
 pub const USAGE: &str = "off NAME | on NAME | crash NAME VM_ID | list | bmc-down NAME | bmc-hang NAME | \
-                         bmc-up NAME | bmc-password NAME PASSWORD";
+                         bmc-up NAME | bmc-password NAME PASSWORD | net-cut NAME | net-heal NAME | \
+                         split NAME,NAME|NAME,NAME | unsplit | storage-cut NAME | storage-heal NAME | \
+                         agent-crash NAME | agent-start NAME | blip NAME SECONDS";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SimCommand {
@@ -19,8 +24,39 @@ pub enum SimCommand {
     BmcFault(String, BmcFault),
     /// Give the host's BMC another password (ending its sessions).
     BmcPassword(String, String),
+    /// Cut (`true`) or heal the host's network to the management servers.
+    NetCut(String, bool),
+    /// Split the network between two groups of hosts (the servers stay with the first).
+    Split(Vec<String>, Vec<String>),
+    Unsplit,
+    /// Cut (`true`) or heal the host's storage heartbeat.
+    StorageCut(String, bool),
+    /// The host's agent dies; its VMs keep running.
+    AgentCrash(String),
+    /// Start a crashed agent again.
+    AgentStart(String),
+    /// Cut the host from the servers and its peers for a while.
+    Blip(String, Duration),
     /// An empty line.
     Nothing,
+}
+
+/// `A,B|C` (spaces allowed around the names) as its two groups, each non-empty.
+fn parse_split(text: &str) -> Result<SimCommand, String> {
+    let Some((first, second)) = text.split_once('|') else {
+        return Err(format!("split: expected two groups as NAME,NAME|NAME, got {text:?}"));
+    };
+    let group = |text: &str| -> Vec<String> {
+        text.split(|c: char| c == ',' || c.is_whitespace()).filter(|name| !name.is_empty()).map(str::to_owned).collect()
+    };
+    let (first, second) = (group(first), group(second));
+    if first.is_empty() || second.is_empty() {
+        return Err("split: each side needs at least one host".to_owned());
+    }
+    if let Some(both) = first.iter().find(|name| second.contains(name)) {
+        return Err(format!("split: {both} cannot be on both sides"));
+    }
+    Ok(SimCommand::Split(first, second))
 }
 
 /// Parse one line; the error names what is wrong.
@@ -40,6 +76,20 @@ pub fn parse(line: &str) -> Result<SimCommand, String> {
         ["bmc-hang", host] => SimCommand::BmcFault(name(host), BmcFault::Hang),
         ["bmc-up", host] => SimCommand::BmcFault(name(host), BmcFault::None),
         ["bmc-password", host, password] => SimCommand::BmcPassword(name(host), (*password).to_owned()),
+        ["net-cut", host] => SimCommand::NetCut(name(host), true),
+        ["net-heal", host] => SimCommand::NetCut(name(host), false),
+        ["split", ..] => return parse_split(line.trim_start().trim_start_matches("split")),
+        ["unsplit"] => SimCommand::Unsplit,
+        ["storage-cut", host] => SimCommand::StorageCut(name(host), true),
+        ["storage-heal", host] => SimCommand::StorageCut(name(host), false),
+        ["agent-crash", host] => SimCommand::AgentCrash(name(host)),
+        ["agent-start", host] => SimCommand::AgentStart(name(host)),
+        ["blip", host, seconds] => match seconds.parse::<f64>() {
+            Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => {
+                SimCommand::Blip(name(host), Duration::from_secs_f64(seconds))
+            }
+            _ => return Err(format!("blip: {seconds:?} is not a number of seconds (0 to 3600)")),
+        },
         _ => return Err(format!("unknown command {:?} ({USAGE})", shorten(line))),
     })
 }
@@ -88,16 +138,62 @@ pub async fn execute(pool: &SimPool, command: SimCommand) -> String {
             bmc.set_password(&password);
             format!("{name}: BMC password changed, its sessions ended")
         }),
+        SimCommand::NetCut(name, cut) => host(&name).map(|host| {
+            host.set_net_cut(cut);
+            if cut {
+                format!("{name} cut from the management servers")
+            } else {
+                format!("{name} reaches the servers again")
+            }
+        }),
+        SimCommand::Split(first, second) => {
+            fn names(group: &[String]) -> Vec<&str> {
+                group.iter().map(String::as_str).collect()
+            }
+            pool.split(&names(&first), &names(&second)).map(|()| {
+                format!("split {}|{}; the servers stay with the first group", first.join(","), second.join(","))
+            })
+        }
+        SimCommand::Unsplit => {
+            pool.unsplit();
+            Ok("the split is over".to_owned())
+        }
+        SimCommand::StorageCut(name, cut) => host(&name).map(|host| {
+            host.set_storage_cut(cut);
+            if cut { format!("{name}: storage heartbeat writes fail") } else { format!("{name}: storage back") }
+        }),
+        SimCommand::AgentCrash(name) => host(&name).and_then(|host| {
+            if host.crash_agent() {
+                Ok(format!("{name}: agent crashed; its VMs keep running"))
+            } else {
+                Err(format!("{name}: no agent running"))
+            }
+        }),
+        SimCommand::AgentStart(name) => host(&name).and_then(|host| {
+            if host.start_crashed_agent() {
+                Ok(format!("{name}: agent started"))
+            } else {
+                Err(format!("{name}: off, or its agent already runs"))
+            }
+        }),
+        SimCommand::Blip(name, duration) => host(&name).map(|host| {
+            host.blip(duration);
+            format!("{name}: network down for {:.1} s", duration.as_secs_f64())
+        }),
     };
     result.unwrap_or_else(|error| error)
 }
 
 fn list(pool: &SimPool) -> String {
-    let lines: Vec<String> = pool
+    let mut lines: Vec<String> = pool
         .hosts
         .iter()
         .map(|host| {
-            let power = if host.is_powered_on() { "on" } else { "off" };
+            let power = match (host.is_powered_on(), host.is_agent_running()) {
+                (false, _) => "off",
+                (true, true) => "on",
+                (true, false) => "on (agent crashed)",
+            };
             let bmc = match pool.bmc(&host.spec.name) {
                 Some(bmc) => format!(" bmc={} {}", bmc.address(), bmc.fault().name()),
                 None => String::new(),
@@ -106,6 +202,7 @@ fn list(pool: &SimPool) -> String {
             format!("{} {} {power}{bmc} vms={vms}", host.spec.name, host.spec.cluster)
         })
         .collect();
+    lines.extend(pool.world.faults.describe());
     lines.join("\n")
 }
 
@@ -128,5 +225,26 @@ mod tests {
         assert!(parse("reboot kvm-a1").unwrap_err().contains("bmc-down NAME"));
         let refused = parse("bmc-password kvm-a1 two words").unwrap_err();
         assert!(!refused.contains("words"), "a mistyped password command does not echo the password: {refused}");
+    }
+
+    #[test]
+    fn network_and_storage_fault_commands_parse() {
+        let names = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>();
+        assert_eq!(parse("net-cut a1"), Ok(SimCommand::NetCut("a1".into(), true)));
+        assert_eq!(parse("net-heal a1"), Ok(SimCommand::NetCut("a1".into(), false)));
+        assert_eq!(parse("split a1,a2|a3"), Ok(SimCommand::Split(names(&["a1", "a2"]), names(&["a3"]))));
+        assert_eq!(parse("split a1, a2 | a3 a4"), Ok(SimCommand::Split(names(&["a1", "a2"]), names(&["a3", "a4"]))));
+        assert!(parse("split a1,a2").unwrap_err().contains("two groups"));
+        assert!(parse("split a1|").unwrap_err().contains("at least one host"));
+        assert!(parse("split a1|a1").unwrap_err().contains("both sides"));
+        assert_eq!(parse("unsplit"), Ok(SimCommand::Unsplit));
+        assert_eq!(parse("storage-cut a1"), Ok(SimCommand::StorageCut("a1".into(), true)));
+        assert_eq!(parse("storage-heal a1"), Ok(SimCommand::StorageCut("a1".into(), false)));
+        assert_eq!(parse("agent-crash a1"), Ok(SimCommand::AgentCrash("a1".into())));
+        assert_eq!(parse("agent-start a1"), Ok(SimCommand::AgentStart("a1".into())));
+        assert_eq!(parse("blip a1 3"), Ok(SimCommand::Blip("a1".into(), Duration::from_secs(3))));
+        assert_eq!(parse("blip a1 0.5"), Ok(SimCommand::Blip("a1".into(), Duration::from_millis(500))));
+        assert!(parse("blip a1 soon").unwrap_err().contains("seconds"));
+        assert!(parse("blip a1 -1").is_err());
     }
 }

@@ -3,7 +3,9 @@
 //! how to reach that host's BMC, with its credentials) and nothing else there; everything for humans
 //! goes to standard error. Reads fault commands on standard input, one per line (see
 //! [`sim::commands::USAGE`]): `off NAME` (power loss), `on NAME` (boot), `crash NAME VM_ID`, `list`,
-//! `bmc-down NAME`, `bmc-hang NAME`, `bmc-up NAME`, `bmc-password NAME PASSWORD`.
+//! `bmc-down NAME`, `bmc-hang NAME`, `bmc-up NAME`, `bmc-password NAME PASSWORD`, and the network and
+//! storage faults `net-cut`/`net-heal NAME`, `split A,B|C`, `unsplit`, `storage-cut`/`storage-heal NAME`,
+//! `agent-crash`/`agent-start NAME`, `blip NAME SECONDS`.
 
 use clap::Parser;
 use sim::{BmcSettings, SimHostSpec, SimPool, commands};

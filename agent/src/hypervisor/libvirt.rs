@@ -245,9 +245,49 @@ impl Hypervisor for LibvirtHypervisor {
         .unwrap_or_default()
     }
 
+    async fn vms_on_storage(&self, storage_url: &str) -> Vec<VmId> {
+        let Some(mount) = self.config.storage_mounts.iter().find(|(url, _)| url == storage_url).map(|(_, m)| m.clone())
+        else {
+            return Vec::new();
+        };
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let domains = connection.list_all_domains(0).unwrap_or_default();
+            domains
+                .iter()
+                .filter(|domain| domain.is_active().unwrap_or(true))
+                .filter_map(|domain| {
+                    let xml = domain.xml_desc(0).ok()?;
+                    if !xml.contains(METADATA_NAMESPACE) || !has_disk_under(&xml, &mount) {
+                        return None;
+                    }
+                    domain.uuid_string().ok()?.parse().ok()
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
+}
+
+/// Whether a domain's XML has a disk (`<source file=...>`) under `mount`.
+fn has_disk_under(xml: &str, mount: &std::path::Path) -> bool {
+    let mut rest = xml;
+    while let Some(at) = rest.find("<source file=") {
+        let value = &rest[at + "<source file=".len()..];
+        let Some(quote) = value.chars().next() else { return false };
+        let path = value[1..].split(quote).next().unwrap_or_default();
+        let path = path.replace("&apos;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">");
+        if std::path::Path::new(&path.replace("&amp;", "&")).starts_with(mount) {
+            return true;
+        }
+        rest = &value[1..];
+    }
+    false
 }
 
 #[cfg(test)]
@@ -326,6 +366,28 @@ mod tests {
         let xml = hypervisor.domain_xml(&vm);
         assert!(xml.contains(&format!("/mnt/primary/{}.qcow2", vm.vm_id)), "{xml}");
         assert!(xml.contains("disk&lt;&amp;&gt;"), "names are escaped: {xml}");
+    }
+
+    #[test]
+    fn disks_are_found_under_their_mount_only() {
+        let xml = "<domain><devices><disk type='file'><source file='/mnt/primary/a&amp;b.qcow2'/></disk>\
+                   <disk><source file=\"/mnt/other/c.qcow2\"/></disk></devices></domain>";
+        assert!(has_disk_under(xml, std::path::Path::new("/mnt/primary")));
+        assert!(has_disk_under(xml, std::path::Path::new("/mnt/other")));
+        assert!(!has_disk_under(xml, std::path::Path::new("/mnt/prim")), "a path prefix is not a directory");
+        assert!(!has_disk_under("<domain/>", std::path::Path::new("/mnt/primary")));
+    }
+
+    #[tokio::test]
+    async fn lost_storage_names_the_running_domains_with_disks_on_it() {
+        let hypervisor = test_driver().await;
+        let vm = spec("lv-storage", 1);
+        hypervisor.start_vm(&vm).await.unwrap();
+        assert_eq!(hypervisor.vms_on_storage("nfs://storage/primary").await, vec![vm.vm_id]);
+        assert!(hypervisor.vms_on_storage("nfs://elsewhere").await.is_empty());
+        hypervisor.stop_vm(vm.vm_id, true).await.unwrap();
+        assert!(hypervisor.vms_on_storage("nfs://storage/primary").await.is_empty(), "stopped VMs are not listed");
+        hypervisor.destroy_vm(vm.vm_id).await.unwrap();
     }
 
     #[tokio::test]

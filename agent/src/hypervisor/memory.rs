@@ -260,6 +260,18 @@ impl Hypervisor for MemoryHypervisor {
             .collect()
     }
 
+    async fn vms_on_storage(&self, storage_url: &str) -> Vec<VmId> {
+        self.inner
+            .lock()
+            .unwrap()
+            .vms
+            .values()
+            .filter(|vm| vm.spec.storage_url == storage_url)
+            .filter(|vm| !matches!(vm.state, AgentVmState::Stopped | AgentVmState::Crashed))
+            .map(|vm| vm.spec.vm_id)
+            .collect()
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
@@ -362,6 +374,21 @@ mod tests {
         hypervisor.stop_vm(vm.vm_id, true).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(state_of(&hypervisor, vm.vm_id).await, Some(AgentVmState::Stopped));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn vms_on_a_storage_are_the_ones_not_stopped_with_disks_there() {
+        let hypervisor = hypervisor();
+        let here = spec(512);
+        let stopped = spec(512);
+        let elsewhere = VmSpec { storage_url: "nfs://other/p".into(), ..spec(512) };
+        for vm in [&here, &stopped, &elsewhere] {
+            hypervisor.start_vm(vm).await.unwrap();
+        }
+        hypervisor.stop_vm(stopped.vm_id, true).await.unwrap();
+        assert_eq!(hypervisor.vms_on_storage("nfs://s/p").await, vec![here.vm_id]);
+        assert_eq!(hypervisor.vms_on_storage("nfs://other/p").await, vec![elsewhere.vm_id]);
+        assert!(hypervisor.vms_on_storage("nfs://none").await.is_empty());
     }
 
     #[tokio::test]

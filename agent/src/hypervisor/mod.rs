@@ -40,6 +40,9 @@ pub trait Hypervisor: Send + Sync {
     async fn finish_incoming(&self, vm: VmId) -> Result<(), HypervisorError>;
     /// Every VM the hypervisor knows, with its state.
     async fn list_vms(&self) -> Vec<VmReport>;
+    /// The VMs that are not stopped and whose disks are on the primary storage `storage_url` (the agent
+    /// stops them when it loses that storage).
+    async fn vms_on_storage(&self, storage_url: &str) -> Vec<VmId>;
     /// Ticks whenever any VM changes state, so the agent can send a fresh inventory.
     fn changes(&self) -> watch::Receiver<u64>;
 }
