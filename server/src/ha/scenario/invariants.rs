@@ -186,8 +186,16 @@ pub fn on_decision(world: &mut World, observations: &Observations, decision: &De
 /// Invariant 1 and the deadline bookkeeping, after every tick.
 pub fn after_tick(world: &mut World) {
     let now = world.now;
-    for v in 0..world.vms.len() {
-        let copies = copies(world, v);
+    // Which powered hosts hold each VM, and whether it has booted there: one pass over the guests.
+    let mut holders: Vec<Vec<usize>> = vec![Vec::new(); world.vms.len()];
+    let mut booted = vec![false; world.vms.len()];
+    for (h, host) in world.hosts.iter().enumerate().filter(|(_, host)| host.powered) {
+        for (&vm, guest) in &host.guests {
+            holders[vm].push(h);
+            booted[vm] = now >= guest.running_from;
+        }
+    }
+    for (v, copies) in holders.iter().enumerate() {
         if copies.len() > 1 {
             if world.checker.doubled.insert(v) {
                 let names: Vec<String> = copies.iter().map(|&h| world.hosts[h].name.clone()).collect();
@@ -199,8 +207,7 @@ pub fn after_tick(world: &mut World) {
         }
     }
     let Some(first) = world.first_fault_at else { return };
-    let protected = answerable(world);
-    let down: Vec<usize> = protected.iter().copied().filter(|&v| running_on(world, v).is_none()).collect();
+    let down: Vec<usize> = answerable(world).into_iter().filter(|&v| !(holders[v].len() == 1 && booted[v])).collect();
     if down.is_empty() {
         if world.checker.all_running_at.is_none() && now > first {
             world.checker.all_running_at = Some(now);

@@ -336,11 +336,21 @@ pub fn servers_tick(world: &mut World, tamper: Tamper<'_>) {
 /// One engine step on server `s`.
 fn step(world: &mut World, s: usize, tamper: Tamper<'_>) {
     let now = world.now;
-    let previous: EngineState = match serde_json::from_str(&world.db.engine_state) {
-        Ok(state) => state,
-        Err(error) => {
-            world.checker.violation(now, format!("the stored engine state does not load: {error}"));
-            EngineState::default()
+    let previous: EngineState = if world.db.engine_state_writer == Some(s) {
+        world.db.engine_state.clone()
+    } else {
+        // Another server wrote it: load it as the runtime does, from its JSON.
+        let json = serde_json::to_string(&world.db.engine_state).expect("the engine state serializes");
+        match serde_json::from_str::<EngineState>(&json) {
+            Ok(state) if state == world.db.engine_state => state,
+            Ok(_) => {
+                world.checker.violation(now, "the engine state changes through JSON".into());
+                world.db.engine_state.clone()
+            }
+            Err(error) => {
+                world.checker.violation(now, format!("the stored engine state does not load: {error}"));
+                EngineState::default()
+            }
         }
     };
     let observations = observe(world, s);
@@ -350,7 +360,8 @@ fn step(world: &mut World, s: usize, tamper: Tamper<'_>) {
     invariants::on_decision(world, &observations, &decision);
     // One transaction: the state and the step's records (transitions, incident events, alerts, VMs
     // recorded stopped, maintenance). The commands (BMC, agents) follow it.
-    world.db.engine_state = serde_json::to_string(&decision.state).expect("the engine state serializes");
+    world.db.engine_state = decision.state.clone();
+    world.db.engine_state_writer = Some(s);
     let epoch = world.db.lease_epoch;
     let (records, commands): (Vec<Action>, Vec<Action>) = decision.actions.into_iter().partition(is_record);
     for action in &records {

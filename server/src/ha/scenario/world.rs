@@ -183,7 +183,10 @@ pub struct DbHost {
 pub struct Db {
     pub hosts: Vec<DbHost>,
     pub vms: Vec<DbVm>,
-    pub engine_state: String,
+    /// The stored engine state, and the server that wrote it. Another server loads it through JSON
+    /// (as the runtime stores it); the writer itself reuses it (the JSON is the same, only slower).
+    pub engine_state: crate::ha::decide::EngineState,
+    pub engine_state_writer: Option<usize>,
     pub lease_holder: Option<usize>,
     pub lease_epoch: u64,
     pub lease_expires: Millis,
@@ -420,7 +423,8 @@ impl World {
                 .map(|spec| DbHost { maintenance: spec.maintenance, ..Default::default() })
                 .collect(),
             vms: db_vms,
-            engine_state: serde_json::to_string(&crate::ha::decide::EngineState::default()).expect("serializable"),
+            engine_state: crate::ha::decide::EngineState::default(),
+            engine_state_writer: None,
             lease_holder: None,
             lease_epoch: 0,
             lease_expires: 0,
@@ -893,7 +897,6 @@ impl World {
 
     /// The engine's current view of host `h`'s HA state (from the stored state).
     pub fn ha_state(&self, h: usize) -> Option<HaState> {
-        let state: crate::ha::decide::EngineState = serde_json::from_str(&self.db.engine_state).ok()?;
-        state.hosts.get(&self.hosts[h].id).map(|record| record.state)
+        self.db.engine_state.hosts.get(&self.hosts[h].id).map(|record| record.state)
     }
 }
