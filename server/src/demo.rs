@@ -1,13 +1,15 @@
 //! `parapet demo`: a server on a fresh data directory with a seeded pool whose hosts are simulated by
 //! `parapet-sim` (a separate process running real agent code), so anyone gets a working pool in one
-//! command. The seed goes through the same paths as production: agents register over the network, and
-//! the demo VMs are started by commands to those agents.
+//! command. The seed goes through the same paths as production: agents register over the network, the
+//! demo VMs are started by commands to those agents, and each host's out-of-band management is
+//! configured from the simulated BMC `parapet-sim` describes (through the app layer, so the BMC
+//! passwords are sealed like any other) and switched on at zone, cluster and host.
 
 use crate::app::AppError;
 use crate::db::{Db, NewOffering, NewStoragePool, NewVm};
 use crate::http;
 use crate::state::AppState;
-use api::v1::{ComputeOffering, RestartPriority, StorageKind, VmState};
+use api::v1::{ComputeOffering, ConfigureOobmRequest, OobmDriver, RedfishAuth, RestartPriority, StorageKind, VmState};
 use api::{ClusterId, StoragePoolId, ZoneId};
 use rand::Rng;
 use std::time::{Duration, Instant};
@@ -150,5 +152,150 @@ pub async fn deploy_vms(state: &AppState, pool: &DemoPool, count: usize, deadlin
             anyhow::bail!("only {running} of {} demo VMs were running after {} s", ids.len(), deadline.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One simulated host's BMC as `parapet-sim` describes it: one JSON line on its standard output (the
+/// simulator's `BmcInfo`). The password goes only to the app layer, which seals it; `Debug` masks it.
+#[derive(Clone, serde::Deserialize)]
+pub struct DemoBmc {
+    pub host: String,
+    pub driver: String,
+    /// `http` or `https`.
+    pub protocol: String,
+    pub address: String,
+    pub port: u16,
+    pub username: String,
+    password: String,
+    /// The Redfish ComputerSystem id (the simulator uses the host's name).
+    #[serde(default)]
+    pub system_id: Option<String>,
+}
+
+impl std::fmt::Debug for DemoBmc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoBmc")
+            .field("host", &self.host)
+            .field("driver", &self.driver)
+            .field("protocol", &self.protocol)
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &"••••")
+            .field("system_id", &self.system_id)
+            .finish()
+    }
+}
+
+/// Why a line of the simulator's output is not a BMC description. Never carries the line itself,
+/// which may hold a password.
+#[derive(Debug, thiserror::Error)]
+#[error("the simulator printed an unreadable BMC line ({category} error at column {column})")]
+pub struct BmcLineError {
+    category: &'static str,
+    column: usize,
+}
+
+impl DemoBmc {
+    /// Reads one line of `parapet-sim`'s standard output: `Ok(None)` for a line of another kind
+    /// (`"type"` other than `"bmc"`), an error for one that is not a BMC description.
+    pub fn parse_line(line: &str) -> Result<Option<DemoBmc>, BmcLineError> {
+        let unreadable = |error: serde_json::Error| BmcLineError {
+            category: match error.classify() {
+                serde_json::error::Category::Io => "read",
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "syntax",
+                serde_json::error::Category::Data => "field",
+            },
+            column: error.column(),
+        };
+        let value: serde_json::Value = serde_json::from_str(line).map_err(unreadable)?;
+        if value.get("type").and_then(serde_json::Value::as_str) != Some("bmc") {
+            return Ok(None);
+        }
+        serde_json::from_value(value).map(Some).map_err(unreadable)
+    }
+
+    /// The configuration request for this BMC (Redfish only: what the simulator speaks).
+    fn request(&self) -> anyhow::Result<ConfigureOobmRequest> {
+        anyhow::ensure!(
+            self.driver == "redfish",
+            "the simulated BMC of {} speaks {:?}; the demo configures Redfish only",
+            self.host,
+            self.driver
+        );
+        let https = match self.protocol.as_str() {
+            "http" => false,
+            "https" => true,
+            other => anyhow::bail!("the simulated BMC of {} uses protocol {other:?}", self.host),
+        };
+        Ok(ConfigureOobmRequest {
+            driver: OobmDriver::Redfish,
+            address: self.address.clone(),
+            port: Some(self.port),
+            username: self.username.clone(),
+            password: Some(self.password.clone()),
+            ipmi_cipher_suite: None,
+            redfish_https: Some(https),
+            redfish_accept_self_signed: false,
+            redfish_auth: RedfishAuth::Basic,
+            redfish_system_id: self.system_id.clone(),
+        })
+    }
+}
+
+/// Configure every demo host's out-of-band management from its simulated BMC and switch it on for
+/// the zone, the hosts' clusters and the hosts, through the same app-layer rules as the API (the
+/// password is sealed with the server's secrets key; the power-state sync is woken). Answers how
+/// many hosts were configured.
+pub async fn configure_oobm(state: &AppState, zone: ZoneId, bmcs: &[DemoBmc]) -> anyhow::Result<usize> {
+    use crate::app::oobm;
+    let hosts = state.db.host_list().await?;
+    let mut clusters = Vec::new();
+    for bmc in bmcs {
+        let host = hosts
+            .iter()
+            .find(|host| host.name == bmc.host)
+            .ok_or_else(|| anyhow::anyhow!("no registered host {} for its simulated BMC", bmc.host))?;
+        oobm::configure(state, host.id, bmc.request()?)
+            .await
+            .map_err(|error| anyhow::anyhow!("configuring the BMC of {}: {error}", host.name))?;
+        oobm::set_host_enabled(state, host.id, true)
+            .await
+            .map_err(|error| anyhow::anyhow!("enabling OOBM for {}: {error}", host.name))?;
+        if !clusters.contains(&host.cluster_id) {
+            clusters.push(host.cluster_id);
+        }
+    }
+    for cluster in clusters {
+        oobm::set_cluster_enabled(state, cluster, true)
+            .await
+            .map_err(|error| anyhow::anyhow!("enabling OOBM for cluster {cluster}: {error}"))?;
+    }
+    oobm::set_zone_enabled(state, zone, true)
+        .await
+        .map_err(|error| anyhow::anyhow!("enabling OOBM for the zone: {error}"))?;
+    Ok(bmcs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bmc_lines_are_read_without_ever_showing_the_password() {
+        let line = r#"{"type":"bmc","host":"kvm-a1","driver":"redfish","protocol":"http","address":"127.0.0.1","port":40123,"username":"admin","password":"pw-Secret-123","system_id":"kvm-a1"}"#;
+        let bmc = DemoBmc::parse_line(line).unwrap().unwrap();
+        assert_eq!((bmc.host.as_str(), bmc.port), ("kvm-a1", 40123));
+        assert!(!format!("{bmc:?}").contains("pw-Secret-123"));
+        let request = bmc.request().unwrap();
+        assert_eq!((request.redfish_https, request.port), (Some(false), Some(40123)));
+        assert_eq!(request.redfish_system_id.as_deref(), Some("kvm-a1"));
+        assert!(!format!("{request:?}").contains("pw-Secret-123"));
+
+        assert!(DemoBmc::parse_line(r#"{"type":"other","host":"x"}"#).unwrap().is_none());
+        let broken = r#"{"type":"bmc","host":"kvm-a1","password":"pw-Secret-123","port":"x"}"#;
+        let error = DemoBmc::parse_line(broken).unwrap_err().to_string();
+        assert!(!error.contains("pw-Secret-123"), "{error}");
+        assert!(DemoBmc::parse_line("not json pw-Secret-123").unwrap_err().to_string().contains("syntax"));
     }
 }

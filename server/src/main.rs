@@ -124,23 +124,52 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     server.serve(shutdown_signal()).await
 }
 
-/// Drains the simulator's stdout: one line per simulated BMC. Logged without the password.
-async fn read_bmc_lines(stdout: tokio::process::ChildStdout) {
+/// Drains the simulator's stdout: one line per simulated BMC, handed on to be configured. Logged
+/// without the password (and an unreadable line without its text, which may hold one).
+async fn read_bmc_lines(stdout: tokio::process::ChildStdout, found: tokio::sync::mpsc::UnboundedSender<demo::DemoBmc>) {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let Ok(bmc) = serde_json::from_str::<serde_json::Value>(&line) else {
-            tracing::warn!("the simulator printed a line that is not a BMC description; ignored");
-            continue;
-        };
-        let field = |name: &str| bmc.get(name).map(ToString::to_string).unwrap_or_default();
-        tracing::info!(
-            host = %field("host"),
-            driver = %field("driver"),
-            address = %format!("{}:{}", field("address").trim_matches('"'), field("port")),
-            "simulated BMC"
-        );
+        match demo::DemoBmc::parse_line(&line) {
+            Ok(Some(bmc)) => {
+                tracing::info!(
+                    host = %bmc.host,
+                    driver = %bmc.driver,
+                    address = %format!("{}://{}:{}", bmc.protocol, bmc.address, bmc.port),
+                    "simulated BMC"
+                );
+                // The receiver is gone once the demo has configured what it expected: nothing to do.
+                let _ = found.send(bmc);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "ignored a line of the simulator's output"),
+        }
     }
+}
+
+/// The first `expected` BMC descriptions the simulator printed (it prints them all at start).
+async fn collect_bmcs(
+    found: &mut tokio::sync::mpsc::UnboundedReceiver<demo::DemoBmc>,
+    expected: usize,
+    deadline: Duration,
+) -> anyhow::Result<Vec<demo::DemoBmc>> {
+    let mut bmcs = Vec::with_capacity(expected);
+    let collecting = async {
+        while bmcs.len() < expected {
+            match found.recv().await {
+                Some(bmc) => bmcs.push(bmc),
+                None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(deadline, collecting).await;
+    anyhow::ensure!(
+        bmcs.len() == expected,
+        "the simulator described {} of its {expected} BMCs within {} s",
+        bmcs.len(),
+        deadline.as_secs()
+    );
+    Ok(bmcs)
 }
 
 async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
@@ -183,23 +212,32 @@ async fn run_demo(mut args: DemoArgs) -> anyhow::Result<()> {
     // included: read them here so they never reach the terminal or a log.
     sim.stdout(std::process::Stdio::piped());
     let mut sim = sim.spawn().with_context(|| format!("cannot start the simulator {}", sim_bin.display()))?;
+    let (found_bmc, mut bmc_found) = tokio::sync::mpsc::unbounded_channel();
     if let Some(stdout) = sim.stdout.take() {
-        tokio::spawn(read_bmc_lines(stdout));
+        tokio::spawn(read_bmc_lines(stdout, found_bmc));
     }
 
     let ready = async {
         demo::wait_for_hosts(&state, pool.hosts.len(), Duration::from_secs(60)).await?;
-        demo::deploy_vms(&state, &pool, usize::from(args.vms), Duration::from_secs(120)).await
+        // Out-of-band management on for every host, so the pool shows live power states and a host
+        // can be powered off through its BMC (the power-off test).
+        let bmcs = collect_bmcs(&mut bmc_found, pool.hosts.len(), Duration::from_secs(30)).await?;
+        let configured = demo::configure_oobm(&state, pool.zone_id, &bmcs).await?;
+        demo::deploy_vms(&state, &pool, usize::from(args.vms), Duration::from_secs(120)).await?;
+        anyhow::Ok(configured)
     };
-    tokio::select! {
+    let bmcs_configured = tokio::select! {
         result = ready => result?,
         status = sim.wait() => anyhow::bail!("the simulator exited early: {:?}", status?),
-    }
+    };
 
     println!();
     println!("Parapet demo is ready at http://{address}/");
     println!("  sign in as: admin / {password}");
     println!("  pool: {} hosts in {} clusters, {} running VMs", pool.hosts.len(), args.clusters, args.vms);
+    println!(
+        "  out-of-band management: {bmcs_configured} simulated Redfish BMCs configured and enabled (passwords stored encrypted)"
+    );
     if let Some(dir) = &temporary {
         println!("  data directory (removed on exit): {}", dir.path().display());
     }
