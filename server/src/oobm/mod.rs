@@ -1,8 +1,12 @@
 //! Out-of-band management: talking to a host's BMC, independent of the host's OS. This is what makes
 //! fencing safe: a host confirmed off by its BMC runs no VM.
 //!
-//! [`Bmc`] is the one driver trait (`redfish.rs`: reqwest; `ipmitool.rs`: Debian's `ipmitool`);
-//! [`connect`] picks the driver for an endpoint. [`perform`] carries out an API power action on any
+//! [`Bmc`] is the one driver trait (`redfish.rs`: reqwest; `ipmi_native.rs`: IPMI v2.0 RMCP+ in Rust;
+//! `ipmitool.rs`: Debian's `ipmitool`); [`connect`] picks the driver for an endpoint. The driver
+//! named `ipmitool` (IPMI v2.0 lanplus) is the native client first: a call it does not understand
+//! (a cipher suite other than 1 to 3, an answer it cannot read) is done again through the `ipmitool`
+//! program when that is installed, and logged; an auth error, an unreachable or silent BMC, or the
+//! BMC's own refusal never falls back. [`perform`] carries out an API power action on any
 //! driver, with the rules that are the same for all: OFF is a hard power-off (never a graceful
 //! shutdown), CYCLE on a BMC that lacks it is OFF, wait until Off, ON, and every call has a timeout.
 //! `sync.rs` polls the power state of every enabled host in the background.
@@ -11,6 +15,7 @@
 //! BMC's or a tool's words goes through [`scrub`] first, so no password reaches a log, an error or an
 //! API answer.
 
+pub mod ipmi_native;
 pub mod ipmitool;
 pub mod redfish;
 pub mod sync;
@@ -158,7 +163,7 @@ impl Default for OobmSettings {
 pub fn connect(endpoint: BmcEndpoint, settings: &OobmSettings) -> Result<Box<dyn Bmc>, OobmError> {
     Ok(match endpoint.driver {
         OobmDriver::Redfish => Box::new(redfish::RedfishBmc::new(endpoint, settings.call_timeout)?),
-        OobmDriver::Ipmitool => Box::new(ipmitool::IpmitoolBmc::new(endpoint, settings.ipmitool_program.clone())),
+        OobmDriver::Ipmitool => Box::new(ipmi_native::IpmiBmc::new(endpoint, settings)),
     })
 }
 

@@ -178,7 +178,8 @@ async fn write_htpasswd(path: &Path, user: &str, password: &str) {
 }
 
 /// OpenIPMI's `ipmi_sim`: one BMC on a loopback UDP port, user 2 `admin`, whose chassis power is a
-/// file (`power`: 1 on, 0 off) written by its chassis-control program.
+/// file (`power`: 1 on, 0 off) written by its chassis-control program. Like some real BMCs, it keeps
+/// only the first 16 bytes of a 20-byte password and still answers "success".
 pub struct IpmiSim {
     pub port: u16,
     pub username: String,
