@@ -29,8 +29,9 @@ pub struct Checker {
     doubled: BTreeSet<usize>,
     /// The protected-VMs deadline: evaluated once.
     pub deadline: Option<Result<(), String>>,
-    /// When every protected VM was last seen running again after the first fault.
+    /// When every protected VM was last seen running again after the first fault (if one was down).
     pub all_running_at: Option<Millis>,
+    some_down: bool,
     /// Invariant 4 was judged (false: faults still active or not settled).
     pub capacity_judged: bool,
 }
@@ -209,11 +210,13 @@ pub fn after_tick(world: &mut World) {
     let Some(first) = world.first_fault_at else { return };
     let down: Vec<usize> = answerable(world).into_iter().filter(|&v| !(holders[v].len() == 1 && booted[v])).collect();
     if down.is_empty() {
-        if world.checker.all_running_at.is_none() && now > first {
+        if world.checker.some_down {
+            world.checker.some_down = false;
             world.checker.all_running_at = Some(now);
             world.log(format!("all protected VMs run ({:.1} s after the first fault)", (now - first) as f64 / 1000.0));
         }
     } else {
+        world.checker.some_down = true;
         world.checker.all_running_at = None;
     }
     if let Some(within) = world.scenario.expect.protected_running_within_s

@@ -7,10 +7,10 @@
 //!   counter last advanced), sends UDP peer heartbeats to its cluster, and sends its network heartbeat
 //!   (with what it read and its inventory) to the management servers, retrying every 200 ms while that
 //!   fails. The server acknowledges with the lease epoch.
-//! * **Self-fencing** (contract rule 4): an agent that reached neither a server nor any storage for the
-//!   self-fence timeout stops every VM; an agent that lost the servers for `storage_timeout +
-//!   heartbeat_interval` and whose side (itself + peers heard within the suspect timeout) is a minority of
-//!   its cluster, or exactly half without the cluster's lowest host, stops its VMs. Either way it writes
+//! * **Self-fencing** (contract rule 4, as agent/src/self_fence.rs does it): an agent that reached neither a
+//!   server nor any storage for the self-fence timeout less one heartbeat interval stops every VM; an agent
+//!   that lost the servers that long and whose side (itself + peers heard within the suspect timeout) is a
+//!   minority of its cluster, or exactly half without the cluster's lowest host, stops its VMs. Either way it writes
 //!   `self_fenced: true` (cleared once a server hears it again). A host whose agent is dead is reset by
 //!   its **watchdog** at the agent's last contact + the self-fence timeout (the agent pets it only on
 //!   contact): that is the guarantee rule 5(c) relies on.
@@ -855,12 +855,15 @@ impl World {
         if agent.self_fenced && self.hosts[h].guests.is_empty() {
             return;
         }
-        if now - agent.last_contact() > timing.self_fence_timeout_ms {
+        // Like the real agent (agent/src/self_fence.rs): act one heartbeat interval before the
+        // self-fence timeout, so that the VMs are gone by the deadline the engine relies on.
+        let act_after = timing.self_fence_timeout_ms - timing.heartbeat_interval_ms;
+        if now - agent.last_contact() > act_after {
             let why = format!("no server and no storage for {} ms", now - agent.last_contact());
             self.stop_all(h, StopCause::SelfFenced, &why);
             return;
         }
-        let lost_servers = now - agent.last_server_ok > timing.storage_timeout_ms + timing.heartbeat_interval_ms;
+        let lost_servers = now - agent.last_server_ok > act_after;
         if lost_servers {
             let cluster = self.cluster_hosts(h);
             let side: Vec<usize> = cluster
