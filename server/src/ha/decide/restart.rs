@@ -1,8 +1,9 @@
 //! VM restarts: which VMs, in which order, where, and retries.
 //!
 //! * **Which**: the VMs of a Fenced host (only then: the host is confirmed not to run them) that were
-//!   occupying it or were stopped by HA (storage loss, self-fence); and VMs a live host stopped because
-//!   it lost their storage, once that storage is back. Priority `restart` and `best-effort` with all
+//!   occupying it or were stopped by HA (storage loss, self-fence); and VMs a live, steady host reports
+//!   stopped by itself (`storage-lost`, once the storage is back; `self-fenced`) or lost (`crashed`: a
+//!   reset or reboot), restarted on that host first. Priority `restart` and `best-effort` with all
 //!   disks on shared storage restart; the others are recorded stopped (`MarkVmStopped`, a new
 //!   generation), with a `vm-restart-failed` alert for a protected VM on local storage.
 //! * **Order**: per origin cluster, priority (`restart` before `best-effort`), then start order;
@@ -11,9 +12,10 @@
 //!   to fit; the planner's own order).
 //! * **Where**: through the failover planner (`plan::Model::simulate`), one VM at a time: the
 //!   candidates are live hosts that accept VMs, mount the VM's storage (writing their heartbeat there),
-//!   carry its host tags and are not failing; first the VM's own host when it only lost its storage,
-//!   then its cluster, then the rest of its zone, never another zone. Hosts carrying `ha.tag` are
-//!   the planner's dedicated hosts: they take HA restarts.
+//!   carry its host tags and are not failing; first the VM's own host when that host stopped or lost
+//!   it, then its cluster, then the rest of its zone, never another zone; the host its last start
+//!   failed on comes last. Hosts carrying `ha.tag` are the planner's dedicated hosts: they take HA
+//!   restarts.
 //! * **Retries**: a start that fails (answered Failed/Refused, or seen stopped after `start_timeout_ms`)
 //!   or finds no host is retried after a doubling back-off, with a `vm-restart-failed` alert saying why.
 //!   A start is never retried while the VM may still be starting where it was sent.
@@ -329,17 +331,9 @@ impl Load {
 }
 
 /// Can `host` take `vm` at all (capacity aside)?
-fn candidate(
-    view: &View<'_>,
-    state: &EngineState,
-    host: &HostObservation,
-    vm: &VmObservation,
-    from: HostId,
-    cause: RestartCause,
-) -> bool {
-    // The host it left qualifies only once it is steady again (a fenced host that returned and left
-    // maintenance); one that just failed a start of it is avoided while others exist (see `place`).
-    let _ = (from, cause);
+/// The host the VM left qualifies too, once it is steady again (a fenced host that returned and left
+/// maintenance, or a host that lost the VM's storage and has it back).
+fn candidate(view: &View<'_>, state: &EngineState, host: &HostObservation, vm: &VmObservation) -> bool {
     let steady = state
         .hosts
         .get(&host.id)
@@ -420,7 +414,7 @@ fn place<'a>(
     let from = view.hosts.get(&job.from_host).copied();
     let zone = from.map(|host| host.zone);
     let candidates: Vec<&HostObservation> =
-        view.obs.hosts.iter().filter(|host| candidate(view, state, host, vm, job.from_host, job.cause)).collect();
+        view.obs.hosts.iter().filter(|host| candidate(view, state, host, vm)).collect();
     let tiers = |candidates: &[&'a HostObservation]| {
         let mut tiers: Vec<Vec<&HostObservation>> = Vec::new();
         if job.cause != RestartCause::HostFenced {
