@@ -9,6 +9,7 @@ pub mod demo;
 pub mod events;
 pub mod ha;
 pub mod http;
+pub mod mail;
 pub mod oobm;
 pub mod secrets;
 pub mod state;
@@ -106,6 +107,7 @@ impl Server {
             shutting_down,
             secrets: Arc::new(secrets),
             oobm_sync: Arc::default(),
+            outbox: mail::Outbox::default(),
         };
         Ok(Server {
             state,
@@ -123,6 +125,7 @@ impl Server {
         let state = self.state.clone();
         let capacity_reconciler = tokio::spawn(ha::capacity::run(state.clone()));
         let oobm_sync = tokio::spawn(oobm::sync::run(state.clone()));
+        let mail_outbox = tokio::spawn(mail::outbox::run(state.clone()));
         let router = http::router(self.state, self.web_dir.as_deref());
         tracing::info!(address = %self.local_addr, "listening");
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -135,6 +138,7 @@ impl Server {
         let served = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
         capacity_reconciler.abort();
         oobm_sync.abort();
+        mail_outbox.abort();
         served.context("server failed")?;
         state.db.close().await;
         tracing::info!("stopped");

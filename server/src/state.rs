@@ -30,6 +30,8 @@ pub struct AppState {
     pub secrets: Arc<SecretBox>,
     /// Wakes the OOBM power-state sync (`oobm::sync`) after a configuration or switch changed.
     pub oobm_sync: Arc<tokio::sync::Notify>,
+    /// Wakes the mail outbox reconciler (`mail::outbox`) and carries its timings.
+    pub outbox: crate::mail::Outbox,
 }
 
 /// Settings the running server consults (as opposed to start-up configuration).

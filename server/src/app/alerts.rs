@@ -73,6 +73,8 @@ impl NewAlert {
 /// mailer sends one mail per new or changed alert and none for a repeat.
 pub async fn raise(state: &AppState, alert: NewAlert) -> Result<Raised, AppError> {
     let raised = state.db.alert_raise(&alert).await?;
+    // A new alert's mail is queued (once per alert: the outbox is keyed by alert id).
+    super::email::alert_raised(state, &raised).await;
     match &raised {
         Raised::New(stored) | Raised::Updated(stored) => {
             tracing::warn!(kind = %stored.kind, severity = stored.severity.as_str(), "alert: {}", stored.message);

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod alerts;
 pub mod auth;
 pub mod clusters;
+pub mod email;
 pub mod error;
 pub mod hosts;
 pub mod offerings;

@@ -6,6 +6,7 @@
 
 mod alerts;
 mod audit;
+mod email;
 mod inventory;
 mod oobm;
 mod settings;
@@ -13,6 +14,7 @@ mod users;
 
 pub use alerts::*;
 pub use audit::*;
+pub use email::*;
 pub use inventory::*;
 pub use oobm::*;
 pub use settings::*;

@@ -5,6 +5,7 @@ mod alerts;
 mod audit;
 mod auth;
 mod clusters;
+mod email;
 pub mod error;
 mod events;
 pub mod extract;
@@ -128,6 +129,10 @@ pub fn api_routes() -> RouteTable {
         .put("/clusters/{id}/oobm/enabled", oobm::set_cluster_enabled)
         .post("/hosts/{id}/oobm/power", oobm::power)
         .post("/hosts/{id}/oobm/password", oobm::change_password)
+        .get("/settings/email", email::show)
+        .put("/settings/email", email::update)
+        .post("/settings/email/test", email::test)
+        .get("/settings/email/outbox", email::outbox)
 }
 
 /// The whole application: API, agent endpoint, probes, and (when given) the console's static files

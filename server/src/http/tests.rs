@@ -31,6 +31,7 @@ async fn test_state() -> (AppState, tempfile::TempDir) {
         shutting_down: tokio::sync::watch::channel(false).1,
         secrets: Arc::new(crate::secrets::SecretBox::from_key(&[2u8; 32])),
         oobm_sync: Arc::default(),
+        outbox: Default::default(),
     };
     (state, dir)
 }
@@ -285,6 +286,16 @@ const MATRIX: &[(&str, [u16; 5], &str)] = &[
     // In effect now; the BMC is unreachable: 502.
     ("POST /hosts/{id}/oobm/power", [401, 403, 403, 502, 502], r#"{"action":"STATUS"}"#),
     ("POST /hosts/{id}/oobm/password", [401, 403, 403, 502, 502], r#"{"new_password":"new-pass-1"}"#),
+    // SMTP is a global setting: pool admins only.
+    ("GET /settings/email", [401, 403, 403, 403, 200], ""),
+    (
+        "PUT /settings/email",
+        [401, 403, 403, 403, 200],
+        r#"{"enabled":false,"host":"127.0.0.1","port":1,"security":"none","from_address":"p@example.com","recipients":["o@example.com"]}"#,
+    ),
+    // Port 1 on loopback: nothing listens, so the test answers "cannot connect" with 200 at once.
+    ("POST /settings/email/test", [401, 403, 403, 403, 200], ""),
+    ("GET /settings/email/outbox", [401, 403, 403, 403, 200], ""),
 ];
 
 const ROLES: [Option<api::v1::Role>; 5] = [
