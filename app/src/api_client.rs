@@ -379,3 +379,45 @@ pub async fn audit(query: &AuditQuery) -> ClientResult<Vec<AuditEntry>> {
     let query = serde_urlencoded::to_string(query).map_err(|error| ClientError::Invalid(error.to_string()))?;
     get_json(&format!("/api/v1/audit?{query}")).await
 }
+
+// ---- out-of-band management (BMC configuration, switches, power) -------------------------------------
+
+/// The host's BMC configuration (the password only as `password_set`); 404 while none is configured.
+pub async fn host_oobm(id: HostId) -> ClientResult<api::v1::HostOobm> {
+    get_json(&format!("/api/v1/hosts/{id}/oobm")).await
+}
+
+/// Stores the host's BMC configuration; a `password` of `None` keeps the stored one.
+pub async fn configure_oobm(id: HostId, request: &api::v1::ConfigureOobmRequest) -> ClientResult<api::v1::HostOobm> {
+    put_body(&format!("/api/v1/hosts/{id}/oobm"), request).await
+}
+
+/// Reads the power state with `request.settings` (not saved) or, without settings, the stored
+/// configuration. A BMC that fails answers 200 with the classified error in the result.
+pub async fn test_oobm(id: HostId, request: &api::v1::TestOobmRequest) -> ClientResult<api::v1::OobmTestResult> {
+    post_body(&format!("/api/v1/hosts/{id}/oobm/test"), request).await
+}
+
+/// A power action on the host's BMC (OOBM must be in effect: 409 `oobm-disabled` otherwise; a BMC
+/// failure is 502 `oobm-<kind>`).
+pub async fn oobm_power(id: HostId, action: api::v1::PowerAction) -> ClientResult<api::v1::PowerActionResult> {
+    post_body(&format!("/api/v1/hosts/{id}/oobm/power"), &api::v1::PowerActionRequest { action }).await
+}
+
+/// The host's own OOBM switch (409 `oobm-not-configured` while nothing is configured).
+pub async fn set_host_oobm_enabled(id: HostId, enabled: bool) -> ClientResult<api::v1::HostOobm> {
+    put_body(&format!("/api/v1/hosts/{id}/oobm/enabled"), &api::v1::SetOobmEnabledRequest { enabled }).await
+}
+
+pub async fn set_zone_oobm_enabled(id: api::ZoneId, enabled: bool) -> ClientResult<Zone> {
+    put_body(&format!("/api/v1/zones/{id}/oobm/enabled"), &api::v1::SetOobmEnabledRequest { enabled }).await
+}
+
+pub async fn set_cluster_oobm_enabled(id: ClusterId, enabled: bool) -> ClientResult<Cluster> {
+    put_body(&format!("/api/v1/clusters/{id}/oobm/enabled"), &api::v1::SetOobmEnabledRequest { enabled }).await
+}
+
+/// Sets a new password for the configured BMC user, on the BMC and in the server's store, or neither.
+pub async fn change_oobm_password(id: HostId, new_password: String) -> ClientResult<api::v1::HostOobm> {
+    post_body(&format!("/api/v1/hosts/{id}/oobm/password"), &api::v1::ChangeOobmPasswordRequest { new_password }).await
+}

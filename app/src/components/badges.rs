@@ -4,9 +4,11 @@
 //! connection ("Connected") and an alert's severity ("critical"), so that "the badge of this row" is
 //! never ambiguous. Settings (host
 //! allocation, HA and out-of-band switches) look alike but use `pill pill-WORD`. The `data-state`
-//! attribute is always the lower-case word, for tests and for CSS.
+//! attribute is always the lower-case word, for tests and for CSS. A host's power state (out-of-band
+//! management) is a badge too, but its word sits in `data-power-state`, because "unknown" and
+//! "disabled" are also words of other states.
 
-use api::v1::{AgentConnection, AlertSeverity, HostAllocation, VmState};
+use api::v1::{AgentConnection, AlertSeverity, HostAllocation, PowerState, VmState};
 use leptos::prelude::*;
 
 fn badge(state: &'static str, text: &'static str) -> impl IntoView + use<> {
@@ -62,4 +64,30 @@ pub fn SeverityBadge(severity: AlertSeverity) -> impl IntoView {
 #[component]
 pub fn FlagBadge(on: bool) -> impl IntoView {
     if on { pill("on", "On") } else { pill("off", "Off") }
+}
+
+pub fn power_word(power: PowerState) -> (&'static str, &'static str) {
+    match power {
+        PowerState::On => ("on", "On"),
+        PowerState::Off => ("off", "Off"),
+        PowerState::Unknown => ("unknown", "Unknown"),
+        PowerState::Disabled => ("disabled", "Disabled"),
+    }
+}
+
+/// A host's power as its BMC last reported it: colour plus the word, with a title saying what it means.
+#[component]
+pub fn PowerStateBadge(power: PowerState) -> impl IntoView {
+    let (word, text) = power_word(power);
+    let title = match power {
+        PowerState::On => "Power: on (as the BMC reports it)",
+        PowerState::Off => "Power: off (as the BMC reports it)",
+        PowerState::Unknown => "Power: unknown (the BMC did not answer, refused us, or was unclear)",
+        PowerState::Disabled => "Power: not watched (out-of-band management is off or not configured)",
+    };
+    view! {
+        <span class=format!("badge badge-power badge-power-{word}") data-power-state=word title=title>
+            {text}
+        </span>
+    }
 }

@@ -1,5 +1,6 @@
 //! Reusable widgets of the console: the layout shell, state badges, table helpers, error and time views,
-//! dialogs and form widgets, the overcommit warning, and the VM power, lifecycle and deploy controls.
+//! dialogs and form widgets, the overcommit warning, the VM power, lifecycle and deploy controls, and the
+//! out-of-band management dialogs (BMC configuration and password, host power actions) and switches.
 
 pub mod admission;
 pub mod badges;
@@ -9,6 +10,9 @@ pub mod error_view;
 pub mod form;
 pub mod format;
 pub mod layout;
+pub mod oobm_dialog;
+pub mod oobm_switch;
+pub mod power_dialog;
 pub mod table;
 pub mod time;
 pub mod vm_actions;

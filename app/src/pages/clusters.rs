@@ -1,10 +1,12 @@
 //! The clusters list: each cluster with its zone, HA and out-of-band switches, its failover plan in brief
 //! (linking to the cluster's HA plan page), hosts, VMs and how much of its hosts' CPU and memory is
-//! allocated.
+//! allocated. Pool operators and up switch out-of-band management here; each row lists its hosts with
+//! their power states (live).
 
-use crate::components::badges::FlagBadge;
+use crate::components::badges::{FlagBadge, PowerStateBadge};
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
+use crate::components::oobm_switch::{OobmSwitch, OobmSwitchWhyNot, OobmTarget, not_in_effect_text, parents_off};
 use crate::components::table::{DataTable, EmptyRow, UsageBar};
 use crate::store::Store;
 use api::ClusterId;
@@ -21,6 +23,7 @@ pub fn ClustersPage() -> impl IntoView {
                 <p class="page-summary">
                     {move || format!("{} clusters", store.clusters.with(|clusters| clusters.len()))}
                 </p>
+                <OobmSwitchWhyNot />
             </header>
             <Transition fallback=Loading>
                 <ErrorBoundary fallback=move |errors| {
@@ -39,6 +42,7 @@ pub fn ClustersPage() -> impl IntoView {
                                                 <th scope="col">"Zone"</th>
                                                 <th scope="col">"HA"</th>
                                                 <th scope="col">"Out-of-band management"</th>
+                                                <th scope="col">"Host power"</th>
                                                 <th scope="col">"Failover plan"</th>
                                                 <th scope="col" class="num">"Hosts connected"</th>
                                                 <th scope="col" class="num">"VMs running"</th>
@@ -50,7 +54,7 @@ pub fn ClustersPage() -> impl IntoView {
                                             <Show when=move || {
                                                 store.clusters.with(|clusters| clusters.is_empty())
                                             }>
-                                                <EmptyRow columns=9 text="No clusters yet." />
+                                                <EmptyRow columns=10 text="No clusters yet." />
                                             </Show>
                                             <For
                                                 each=move || store.cluster_ids(None)
@@ -98,7 +102,19 @@ fn ClusterRow(id: ClusterId) -> impl IntoView {
                         <FlagBadge on=cluster.ha_enabled />
                     </td>
                     <td>
-                        <FlagBadge on=cluster.oobm_enabled />
+                        <OobmSwitch
+                            target=OobmTarget::Cluster(id)
+                            name=format!("cluster {}", cluster.name)
+                            on=Signal::stored(cluster.oobm_enabled)
+                        />
+                        {cluster
+                            .oobm_enabled
+                            .then(|| not_in_effect_text(&parents_off(store, cluster.zone_id, None)))
+                            .flatten()
+                            .map(|text| view! { <p class="oobm-not-in-effect">{text}</p> })}
+                    </td>
+                    <td>
+                        <HostPowerList cluster=id />
                     </td>
                     <td>
                         <span class="plan-cell">
@@ -145,5 +161,42 @@ fn PlanPill(summary: Option<ClusterPlanSummary>, limit: u32) -> impl IntoView {
             }
             .into_any()
         }
+    }
+}
+
+/// The cluster's hosts, each with its power state; only this cell re-renders when a host changes.
+#[component]
+fn HostPowerList(cluster: ClusterId) -> impl IntoView {
+    let store = Store::expect();
+    let hosts = Memo::new(move |_| {
+        store.hosts.with(|hosts| {
+            store
+                .host_ids(Some(cluster))
+                .into_iter()
+                .filter_map(|id| hosts.get(&id).map(|host| (id, host.name.clone(), host.power_state)))
+                .collect::<Vec<_>>()
+        })
+    });
+    move || {
+        let hosts = hosts.get();
+        if hosts.is_empty() {
+            return view! { <span class="muted">"no hosts"</span> }.into_any();
+        }
+        view! {
+            <ul class="power-list" aria-label="Power of the cluster's hosts">
+                {hosts
+                    .into_iter()
+                    .map(|(id, name, power)| {
+                        view! {
+                            <li>
+                                <a href=format!("/hosts/{id}")>{name}</a>
+                                <PowerStateBadge power />
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+        }
+        .into_any()
     }
 }

@@ -1,10 +1,11 @@
 //! One host: its summary (address, hypervisor, placement, capacity and allocation, connection, heartbeat,
 //! tags, storage pools), the host operations of `host_actions` (enable/disable for new VMs, maintenance,
-//! tags, removal), the progress of a maintenance, and the table of its VMs with Start/Stop buttons.
+//! tags, removal), the progress of a maintenance, its power state and out-of-band management
+//! (`host_oobm`), and the table of its VMs with Start/Stop buttons.
 //! Everything updates live from the store.
 
 use crate::api_client::{self, ClientError};
-use crate::components::badges::{AllocationBadge, ConnectionBadge, FlagBadge, VmStateBadge};
+use crate::components::badges::{AllocationBadge, ConnectionBadge, FlagBadge, PowerStateBadge, VmStateBadge};
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
 use crate::components::format::count;
@@ -12,6 +13,7 @@ use crate::components::table::{DataTable, EmptyRow, UsageBar};
 use crate::components::time::RelativeTime;
 use crate::components::vm_power::VmPowerButtons;
 use crate::pages::host_actions::{HostActions, HostTags};
+use crate::pages::host_oobm::HostOobmPanel;
 use crate::session::Session;
 use crate::store::Store;
 use api::v1::{Host, HypervisorKind, MaintenanceProgress, StorageKind};
@@ -103,6 +105,9 @@ fn HostView(fetched: Host) -> impl IntoView {
                         view! {
                             <ConnectionBadge connection=host.connection />
                             <AllocationBadge allocation=host.allocation />
+                            <span class="title-power">
+                                "Power " <PowerStateBadge power=host.power_state />
+                            </span>
                         }
                     })
                 }}
@@ -199,6 +204,8 @@ fn HostView(fetched: Host) -> impl IntoView {
                 <StoragePoolList host=host />
             </div>
         </section>
+
+        <HostOobmPanel host />
 
         <section class="section">
             <DataTable label="Virtual machines on this host" caption=true>

@@ -12,6 +12,7 @@ pub mod ha_priorities;
 pub mod ha_verdict;
 pub mod host_actions;
 pub mod host_detail;
+pub mod host_oobm;
 pub mod hosts;
 pub mod infrastructure;
 pub mod login;

@@ -1,7 +1,9 @@
-//! The zones list: each zone with its HA and out-of-band management switches and what it contains.
+//! The zones list: each zone with its HA and out-of-band management switches and what it contains. Pool
+//! operators and up turn out-of-band management on and off here (`components::oobm_switch`).
 
 use crate::components::badges::FlagBadge;
 use crate::components::error_view::{ErrorView, Loading};
+use crate::components::oobm_switch::{OobmSwitch, OobmSwitchWhyNot, OobmTarget};
 use crate::components::table::{DataTable, EmptyRow};
 use crate::store::Store;
 use api::ZoneId;
@@ -17,6 +19,7 @@ pub fn ZonesPage() -> impl IntoView {
                 <p class="page-summary">
                     {move || format!("{} zones", store.zones.with(|zones| zones.len()))}
                 </p>
+                <OobmSwitchWhyNot />
             </header>
             <Transition fallback=Loading>
                 <ErrorBoundary fallback=move |errors| {
@@ -75,7 +78,11 @@ fn ZoneRow(id: ZoneId) -> impl IntoView {
                         <FlagBadge on=zone.ha_enabled />
                     </td>
                     <td>
-                        <FlagBadge on=zone.oobm_enabled />
+                        <OobmSwitch
+                            target=OobmTarget::Zone(id)
+                            name=format!("zone {}", zone.name)
+                            on=Signal::stored(zone.oobm_enabled)
+                        />
                     </td>
                     <td class="num">{clusters}</td>
                     <td class="num">{format!("{connected}/{hosts}")}</td>

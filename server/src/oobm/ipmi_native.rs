@@ -2,9 +2,10 @@
 //! Debian's `ipmitool` (`ipmitool.rs`) as the fallback for what this client does not speak.
 //!
 //! Why our own client: the one crates.io candidate with a usable licence (`ipmi` 0.1, MIT) cannot
-//! be told which cipher suite to use (it proposes suite 3, then silently settles for 2 or 1, which
-//! has no integrity at all), hides the RAKP status codes that tell "no such user" from "no free
-//! session", and has no user commands; `rust-ipmi` is GPL-3.0. The wire format lives in `lanplus.rs`
+//! be told which cipher suite to use (it proposes suite 3 and, when the BMC answers "illegal
+//! parameter", silently retries with 2 and then 1, which has no integrity at all), reports every
+//! RAKP 2 refusal without its status code (no telling "no such user" from "no free session"), and
+//! has no user commands; `rust-ipmi` is GPL-3.0. The wire format lives in `lanplus.rs`
 //! without I/O, checked byte for byte against a real ipmitool ↔ ipmi_sim exchange.
 //!
 //! One BMC call is one session: Open Session and RAKP 1 to 4 with the host's cipher suite (1, 2 or 3:
@@ -21,8 +22,9 @@
 //! supported in present state", `Auth` for "insufficient privilege"). What this client cannot do
 //! with a BMC (a cipher suite other than 1 to 3, an answer it cannot read) is "not understood":
 //! [`IpmiBmc`], the driver `oobm::connect` builds, then does the call again through ipmitool when
-//! the program is installed, and logs that it did. A RESET or CYCLE whose answer could not be read
-//! is never sent again: the BMC may already have carried it out.
+//! the program is installed, and logs that it did. A RESET, CYCLE or password change whose answer
+//! could not be read is never sent again: the BMC may already have carried it out (a password change
+//! then counts only if a login with the new password succeeds).
 //!
 //! No password reaches a log or an error: messages are built from our own words and numbers only.
 
@@ -156,12 +158,24 @@ impl NativeIpmiBmc {
                 ))));
             }
             let user = session.user_id(&self.endpoint.username).await?;
-            session.set_user_password(user, new).await?;
+            // An answer we cannot read may follow a change the BMC made: then the login below
+            // decides, and ipmitool (which logs in with the old password) is never tried.
+            let unread = match session.set_user_password(user, new).await {
+                Ok(()) => None,
+                Err(Failure::NotUnderstood(error)) => Some(error_text(&error)),
+                Err(final_failure) => return Err(final_failure),
+            };
             let with_new = BmcEndpoint { password: new_password.clone(), ..self.endpoint.clone() };
             let Err(failure) = Session::open(&with_new).await else {
                 return Ok(());
             };
             let why = error_text(&failure.into_error());
+            if let Some(unread) = unread {
+                return Err(Failure::Final(OobmError::Protocol(format!(
+                    "the BMC's answer to Set User Password could not be read ({unread}) and logging in with the new \
+                     password failed ({why}): the old password is presumably still in force"
+                ))));
+            }
             let old = self.endpoint.password.expose().as_bytes();
             Err(Failure::Final(OobmError::Protocol(match session.set_user_password(user, old).await {
                 Ok(()) => format!(
