@@ -42,6 +42,14 @@ impl Guardian {
     pub async fn check(&self) -> bool {
         let mut safe = true;
         for (storage, error) in self.health.update_lost_storage() {
+            tracing::error!(
+                host = %self.host, %storage,
+                "primary storage lost (heartbeat writes failing for the storage timeout: {error}); stopping its VMs"
+            );
+        }
+        // Every pass, not only when the storage is first lost: a VM whose start was already under way
+        // must not stay running on it either.
+        for (storage, error) in self.health.lost_storages() {
             let vms = match tokio::time::timeout(HYPERVISOR_CALL_LIMIT, self.hypervisor.vms_on_storage(&storage)).await
             {
                 Ok(vms) => vms,
@@ -51,10 +59,6 @@ impl Guardian {
                     continue;
                 }
             };
-            tracing::error!(
-                host = %self.host, %storage, vms = vms.len(),
-                "primary storage lost (heartbeat writes failing for the storage timeout: {error}); stopping its VMs"
-            );
             for vm in vms {
                 let reason = AgentStopReason::StorageLost { storage: storage.clone(), error: error.clone() };
                 self.health.set_stop_reason(vm, reason);

@@ -272,6 +272,12 @@ impl Health {
         newly
     }
 
+    /// The storages lost now, with the error that made each one lost.
+    pub fn lost_storages(&self) -> Vec<(String, String)> {
+        let state = self.state.lock().unwrap();
+        state.storage.iter().filter_map(|(name, entry)| Some((name.clone(), entry.lost.clone()?))).collect()
+    }
+
     /// Why VMs cannot start on `storage` now (it is lost), if so.
     pub fn storage_refusal(&self, storage: &str) -> Option<String> {
         let state = self.state.lock().unwrap();
@@ -323,6 +329,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(2500)).await;
         assert_eq!(health.update_lost_storage(), vec![("nfs://b".to_owned(), "EIO".to_owned())]);
         assert!(health.update_lost_storage().is_empty(), "reported once");
+        assert_eq!(health.lost_storages(), vec![("nfs://b".to_owned(), "EIO".to_owned())], "and lost until written");
         assert!(health.storage_refusal("nfs://b").unwrap().contains("EIO"));
         assert!(health.storage_refusal("nfs://a").is_none());
         health.storage_beat("nfs://b", Ok(()), None);
