@@ -320,6 +320,10 @@ pub enum Event {
     },
     /// Something changed that the console should reload wholesale (e.g. after a reconnect).
     InventoryChanged,
+    /// The HA engine recorded something: a host's HA state changed, or an incident took a step.
+    Ha {
+        change: HaEvent,
+    },
 }
 
 #[cfg(test)]

@@ -112,6 +112,8 @@ impl Store {
             Event::HostChanged { host } => self.upsert_host(host),
             Event::VmChanged { vm } => self.upsert_vm(vm),
             Event::InventoryChanged => self.reload(),
+            // HA states and incidents are not part of the inventory store; their pages fetch them.
+            Event::Ha { .. } => {}
         }
     }
 

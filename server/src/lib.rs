@@ -126,6 +126,12 @@ impl Server {
         let capacity_reconciler = tokio::spawn(ha::capacity::run(state.clone()));
         let oobm_sync = tokio::spawn(oobm::sync::run(state.clone()));
         let mail_outbox = tokio::spawn(mail::outbox::run(state.clone()));
+        // The HA engine leads while it holds the lease; until its first renewal, commands carry the
+        // epoch in force. At shutdown it gives the lease up so another server takes over at once.
+        if let Ok((_, epoch, _)) = state.db.lease_current().await {
+            state.hub.raise_epoch(epoch);
+        }
+        let mut ha_engine = tokio::spawn(ha::run::run(state.clone(), state.shutting_down.clone()));
         let router = http::router(self.state, self.web_dir.as_deref());
         tracing::info!(address = %self.local_addr, "listening");
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -139,6 +145,9 @@ impl Server {
         capacity_reconciler.abort();
         oobm_sync.abort();
         mail_outbox.abort();
+        if tokio::time::timeout(Duration::from_secs(2), &mut ha_engine).await.is_err() {
+            ha_engine.abort();
+        }
         served.context("server failed")?;
         state.db.close().await;
         tracing::info!("stopped");

@@ -1,12 +1,13 @@
 //! The agent connection hub: which host's agent is connected on which session, commands out to
 //! agents, and their results back to whoever waits for them.
 
+pub mod ha_views;
 pub mod session;
 
 use api::agent::{Command, CommandOutcome, ServerMessage};
 use api::{CommandId, HostId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -41,14 +42,55 @@ struct HubState {
 pub struct AgentHub {
     state: Arc<Mutex<HubState>>,
     next_connection: Arc<AtomicU64>,
-    /// This server's leadership epoch, sent with every command (a leader lease comes with the HA engine).
-    epoch: i64,
+    /// The leadership epoch in force as this server last read the leader lease (`ha::lease`), sent
+    /// with every command; it only grows. The HA engine sends its own term's epoch instead.
+    epoch: Arc<AtomicI64>,
     command_timeout: Duration,
+    /// What agents report for the HA engine (storage heartbeat readings, stop reasons).
+    pub ha_views: ha_views::HaViews,
+    /// Who leads the HA engine, as this server last saw it (for `GET /ha/leader`).
+    pub leadership: Arc<Mutex<Leadership>>,
+}
+
+/// This server's view of the leader lease.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Leadership {
+    /// This server's holder id in the lease.
+    pub me: String,
+    /// This server holds the lease now.
+    pub leading: bool,
+    pub holder: String,
+    pub epoch: i64,
+    pub expires_at_ms: i64,
 }
 
 impl AgentHub {
     pub fn new(command_timeout: Duration) -> Self {
-        AgentHub { state: Arc::default(), next_connection: Arc::new(AtomicU64::new(1)), epoch: 1, command_timeout }
+        AgentHub {
+            state: Arc::default(),
+            next_connection: Arc::new(AtomicU64::new(1)),
+            epoch: Arc::new(AtomicI64::new(1)),
+            command_timeout,
+            ha_views: ha_views::HaViews::default(),
+            leadership: Arc::default(),
+        }
+    }
+
+    /// The epoch ordinary commands carry.
+    pub fn epoch(&self) -> i64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// The lease says `epoch` is in force: commands carry at least that from now on.
+    pub fn raise_epoch(&self, epoch: i64) {
+        self.epoch.fetch_max(epoch, Ordering::SeqCst);
+    }
+
+    /// Hand a message that is not a command (e.g. `Peers`) to a host's agent; false when it is not
+    /// connected here or its queue is full.
+    pub fn notify(&self, host: HostId, message: ServerMessage) -> bool {
+        let state = self.state.lock().unwrap();
+        state.sessions.get(&host).is_some_and(|session| session.sender.try_send(message).is_ok())
     }
 
     pub fn is_connected(&self, host: HostId) -> bool {
@@ -88,12 +130,23 @@ impl AgentHub {
     /// Hand a command to the host's agent; the returned future waits for its result. Fails at once
     /// when the agent is not connected, and never waits longer than the command timeout.
     pub fn send(&self, host: HostId, command: Command) -> Result<(CommandId, CommandInFlight), AgentError> {
+        self.send_with_epoch(host, command, self.epoch())
+    }
+
+    /// [`send`](Self::send) under a given epoch: the HA engine's commands carry its own term's, so
+    /// that agents refuse them once a newer leader has spoken to them.
+    pub fn send_with_epoch(
+        &self,
+        host: HostId,
+        command: Command,
+        epoch: i64,
+    ) -> Result<(CommandId, CommandInFlight), AgentError> {
         let command_id = CommandId::new_random();
         let (reply, outcome) = oneshot::channel();
         {
             let mut state = self.state.lock().unwrap();
             let session = state.sessions.get(&host).ok_or(AgentError::NotConnected(host))?;
-            let message = ServerMessage::Command { command_id, epoch: self.epoch, command };
+            let message = ServerMessage::Command { command_id, epoch, command };
             session.sender.try_send(message).map_err(|_| AgentError::Disconnected(host))?;
             state.pending.insert(command_id, Pending { host, reply });
         }
@@ -166,6 +219,22 @@ mod tests {
         let _new = hub.attach(host, mpsc::channel(1).0);
         assert!(!hub.detach(host, old));
         assert!(hub.is_connected(host));
+    }
+
+    #[tokio::test]
+    async fn commands_carry_the_epoch_in_force_which_only_grows() {
+        let hub = AgentHub::new(Duration::from_secs(30));
+        let host = HostId::new_random();
+        let (sender, mut receiver) = mpsc::channel(8);
+        hub.attach(host, sender);
+        hub.raise_epoch(7);
+        hub.raise_epoch(3);
+        let _sent = hub.send(host, stop_command()).unwrap();
+        assert!(matches!(receiver.recv().await, Some(ServerMessage::Command { epoch: 7, .. })));
+        let _sent = hub.send_with_epoch(host, stop_command(), 5).unwrap();
+        assert!(matches!(receiver.recv().await, Some(ServerMessage::Command { epoch: 5, .. })));
+        assert!(hub.notify(host, ServerMessage::Peers { peers: vec![] }));
+        assert!(!hub.notify(HostId::new_random(), ServerMessage::Peers { peers: vec![] }));
     }
 
     #[tokio::test(start_paused = true)]

@@ -86,13 +86,23 @@ pub async fn run(state: AppState, zone: ZoneRecord, socket: WebSocket) {
     };
 
     let (sender, mut outbox) = mpsc::channel::<ServerMessage>(256);
+    // The cluster's peers and HA timing (the agent's self-fence and partition rules need them); the
+    // cluster's other agents get the new peer list. Without them the agent keeps its defaults.
+    let (cluster_peers, timing) = match app::ha::welcome_agent(&state, host_id, registration.peer_port).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::warn!(host = %registration.name, error = %error_chain(&error), "cannot read the HA peers");
+            (Vec::new(), api::v1::HaTimingSettings::default())
+        }
+    };
     let welcome = ServerMessage::Welcome {
         host_id,
         heartbeat_interval_ms: state.settings.heartbeat_interval.as_millis() as u64,
-        cluster_peers: Vec::new(),
-        self_fence_timeout_ms: api::agent::DEFAULT_SELF_FENCE_TIMEOUT_MS,
-        storage_timeout_ms: api::agent::DEFAULT_STORAGE_TIMEOUT_MS,
-        peer_timeout_ms: api::agent::DEFAULT_PEER_TIMEOUT_MS,
+        cluster_peers,
+        self_fence_timeout_ms: timing.self_fence_timeout_ms,
+        storage_timeout_ms: timing.storage_timeout_ms,
+        // A peer silent as long as a host must be before it is suspect is no longer heard.
+        peer_timeout_ms: timing.suspect_after_ms,
     };
     if sink.send(encode(&welcome)).await.is_err() {
         return;
@@ -188,7 +198,8 @@ async fn handle(
             let _ =
                 sender.try_send(error_message("already-registered", "hello was already received on this connection"));
         }
-        AgentMessage::Heartbeat { seq, .. } => {
+        AgentMessage::Heartbeat { seq, storage, peers_heard, .. } => {
+            state.hub.ha_views.record_heartbeat(host_id, crate::db::now_ms(), &storage, &peers_heard);
             if let Err(error) = state.db.host_record_heartbeat(host_id, crate::db::now_ms()).await {
                 tracing::warn!(host = %host_name, error = %error_chain(&error), "cannot record a heartbeat");
             }
@@ -198,6 +209,7 @@ async fn handle(
             }
         }
         AgentMessage::Inventory { vms } => {
+            state.hub.ha_views.record_inventory(host_id, &vms);
             if let Err(error) = app::vms::apply_inventory(state, host_id, &vms).await {
                 tracing::warn!(host = %host_name, "cannot apply a VM inventory: {error}");
             }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clusters;
 pub mod email;
 pub mod error;
+pub mod ha;
 pub mod hosts;
 pub mod offerings;
 pub mod oobm;

@@ -7,6 +7,7 @@
 mod alerts;
 mod audit;
 mod email;
+mod ha;
 mod inventory;
 mod oobm;
 mod settings;
@@ -15,6 +16,7 @@ mod users;
 pub use alerts::*;
 pub use audit::*;
 pub use email::*;
+pub use ha::*;
 pub use inventory::*;
 pub use oobm::*;
 pub use settings::*;

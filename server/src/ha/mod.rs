@@ -3,6 +3,8 @@
 
 pub mod capacity;
 pub mod decide;
+pub mod lease;
 pub mod plan;
 pub mod pool;
+pub mod run;
 pub mod scenario;

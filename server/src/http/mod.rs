@@ -9,6 +9,7 @@ mod email;
 pub mod error;
 mod events;
 pub mod extract;
+mod ha;
 mod health;
 mod hosts;
 mod inventory;
@@ -129,6 +130,14 @@ pub fn api_routes() -> RouteTable {
         .put("/clusters/{id}/oobm/enabled", oobm::set_cluster_enabled)
         .post("/hosts/{id}/oobm/power", oobm::power)
         .post("/hosts/{id}/oobm/password", oobm::change_password)
+        .put("/zones/{id}/ha", ha::set_zone)
+        .put("/clusters/{id}/ha", ha::set_cluster)
+        .get("/clusters/{id}/ha/settings", ha::cluster_settings)
+        .put("/clusters/{id}/ha/settings", ha::update_cluster_settings)
+        .put("/hosts/{id}/ha", ha::set_host)
+        .get("/hosts/{id}/ha", ha::host)
+        .get("/ha/incidents", ha::incidents)
+        .get("/ha/incidents/{id}", ha::incident)
         .get("/settings/email", email::show)
         .put("/settings/email", email::update)
         .post("/settings/email/test", email::test)

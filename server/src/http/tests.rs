@@ -286,6 +286,16 @@ const MATRIX: &[(&str, [u16; 5], &str)] = &[
     // In effect now; the BMC is unreachable: 502.
     ("POST /hosts/{id}/oobm/power", [401, 403, 403, 502, 502], r#"{"action":"STATUS"}"#),
     ("POST /hosts/{id}/oobm/password", [401, 403, 403, 502, 502], r#"{"new_password":"new-pass-1"}"#),
+    // HA switches and timing: pool operators and up; HA states, settings and incidents: everyone.
+    ("PUT /zones/{id}/ha", [401, 403, 403, 200, 200], r#"{"enabled":true}"#),
+    ("PUT /clusters/{id}/ha", [401, 403, 403, 200, 200], r#"{"enabled":true,"include_hosts":true}"#),
+    ("GET /clusters/{id}/ha/settings", [401, 200, 200, 200, 200], ""),
+    ("PUT /clusters/{id}/ha/settings", [401, 403, 403, 200, 200], r#"{"suspect_after_ms":4000}"#),
+    ("PUT /hosts/{id}/ha", [401, 403, 403, 200, 200], r#"{"enabled":true}"#),
+    ("GET /hosts/{id}/ha", [401, 200, 200, 200, 200], ""),
+    ("GET /ha/incidents", [401, 200, 200, 200, 200], ""),
+    // The id is a VM's: no such incident.
+    ("GET /ha/incidents/{id}", [401, 404, 404, 404, 404], ""),
     // SMTP is a global setting: pool admins only.
     ("GET /settings/email", [401, 403, 403, 403, 200], ""),
     (
