@@ -421,3 +421,28 @@ pub async fn set_cluster_oobm_enabled(id: ClusterId, enabled: bool) -> ClientRes
 pub async fn change_oobm_password(id: HostId, new_password: String) -> ClientResult<api::v1::HostOobm> {
     post_body(&format!("/api/v1/hosts/{id}/oobm/password"), &api::v1::ChangeOobmPasswordRequest { new_password }).await
 }
+
+// ---- email (pool admins) -----------------------------------------------------------------------------
+
+/// The SMTP settings (the password only as `password_set`).
+pub async fn email_settings() -> ClientResult<api::v1::EmailSettings> {
+    get_json("/api/v1/settings/email").await
+}
+
+/// Saves the SMTP settings; a refusal names the field ("recipients[1]: …").
+pub async fn update_email_settings(
+    request: &api::v1::UpdateEmailSettingsRequest,
+) -> ClientResult<api::v1::EmailSettings> {
+    put_body("/api/v1/settings/email", request).await
+}
+
+/// Sends a test mail (with the settings in `request`, or the stored ones) and answers what the SMTP
+/// server said.
+pub async fn test_email(request: &api::v1::TestEmailRequest) -> ClientResult<api::v1::TestEmailResult> {
+    post_body("/api/v1/settings/email/test", request).await
+}
+
+/// Recent alert mail, newest first.
+pub async fn mail_outbox(limit: u32) -> ClientResult<Vec<api::v1::OutboxMail>> {
+    get_json(&format!("/api/v1/settings/email/outbox?limit={limit}")).await
+}

@@ -37,6 +37,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("offerings") view=pages::offerings::OfferingsPage />
                     <Route path=path!("users") view=pages::users::UsersPage />
                     <Route path=path!("audit") view=pages::audit::AuditPage />
+                    <Route path=path!("settings/email") view=pages::email_settings::EmailSettingsPage />
                     <Route path=path!("alerts") view=pages::alerts::AlertsPage />
                     <Route path=path!("account") view=pages::account::AccountPage />
                 </ParentRoute>

@@ -122,6 +122,10 @@ fn SignedInFrame() -> impl IntoView {
                         .may_untracked(Ability::AdministerPool)
                         .is_ok()
                         .then(|| view! { <A href="/users">"Users"</A> })}
+                    {session
+                        .may_untracked(Ability::AdministerPool)
+                        .is_ok()
+                        .then(|| view! { <A href="/settings/email">"Email settings"</A> })}
                 </nav>
             </aside>
             <header class="topbar">

@@ -5,6 +5,7 @@ pub mod account;
 pub mod alerts;
 pub mod audit;
 pub mod clusters;
+pub mod email_settings;
 pub mod ha_failure;
 pub mod ha_limit;
 pub mod ha_plan;
