@@ -633,6 +633,9 @@ pub struct EngineState {
     pub restarts: BTreeMap<VmId, RestartJob>,
     /// Primary storage seen down (no host can write its heartbeat there), since when.
     pub storage_down: BTreeMap<StoragePoolId, Millis>,
+    /// When each storage last came back after being seen down: a heartbeat record that did not
+    /// advance while the storage was down proves nothing about its host.
+    pub storage_back_at: BTreeMap<StoragePoolId, Millis>,
     /// Alerts this engine raised and has not cleared (kind + subject), so each is raised once.
     pub open_alerts: BTreeSet<(AlertKind, AlertSubject)>,
     /// VMs the engine recorded as stopped (MarkVmStopped) and the generation it gave them, so they

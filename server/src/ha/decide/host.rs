@@ -133,7 +133,13 @@ fn off_confirmed(view: &View<'_>, host: &HostObservation, since: Millis) -> bool
 }
 
 /// Decide the next state of a host from its current one (no side effects but fencing bookkeeping).
-fn next(view: &View<'_>, host: &HostObservation, record: &mut HostRecord, out: &mut Out) -> Option<Change> {
+fn next(
+    view: &View<'_>,
+    host: &HostObservation,
+    record: &mut HostRecord,
+    outages: storage::Outages<'_>,
+    out: &mut Out,
+) -> Option<Change> {
     let timing = view.host_timing(host).clone();
     if let Some(why) = &host.ha_disabled {
         return (record.state != HaState::Disabled).then(|| Change {
@@ -156,7 +162,7 @@ fn next(view: &View<'_>, host: &HostObservation, record: &mut HostRecord, out: &
             if alive {
                 return change(HaState::Available, "network-heartbeat-resumed", "heard again");
             }
-            match storage::verdict(view.now, &timing, host) {
+            match storage::verdict(view.now, &timing, host, outages) {
                 StorageVerdict::Alive => change(
                     HaState::Degraded,
                     "alive-on-storage",
@@ -169,7 +175,16 @@ fn next(view: &View<'_>, host: &HostObservation, record: &mut HostRecord, out: &
                     format!("{} and its storage heartbeat is silent on every storage read", silence(view, host)),
                 ),
                 StorageVerdict::Unknown => {
-                    if cluster_heard(view, host) && view.now - record.since_ms > timing.storage_timeout_ms {
+                    // Nobody can tell from the storage. Fence (OOBM confirms, nothing restarts on a
+                    // guess) once the engine is not blind itself, unless one of its storages is down
+                    // (it may merely be cut off, nothing of it can run anyway, and the storage's return
+                    // will tell) or other hosts read its record right now (their readings will tell).
+                    let storage_down = host.shared_storage.iter().any(|storage| outages.down.contains_key(storage));
+                    if !storage_down
+                        && !storage::being_read(view.now, &timing, host)
+                        && cluster_heard(view, host)
+                        && view.now - record.since_ms > timing.storage_timeout_ms
+                    {
                         fail_over(&timing, format!("{}; no host can read its storage heartbeat", silence(view, host)))
                     } else {
                         None
@@ -184,7 +199,7 @@ fn next(view: &View<'_>, host: &HostObservation, record: &mut HostRecord, out: &
             if let Some(reason) = storage::self_fenced_record(host) {
                 return change(HaState::Fenced, "self-fenced", reason);
             }
-            match storage::verdict(view.now, &timing, host) {
+            match storage::verdict(view.now, &timing, host, outages) {
                 StorageVerdict::Silent if !view.in_grace(host) => {
                     fail_over(&timing, format!("{} and its storage heartbeat stopped too", silence(view, host)))
                 }
@@ -255,7 +270,7 @@ fn next(view: &View<'_>, host: &HostObservation, record: &mut HostRecord, out: &
             if let Some(reason) = storage::self_fence_deadline_passed(view.now, &timing, host) {
                 return change(HaState::Fenced, "self-fence-deadline-passed", reason);
             }
-            if storage::verdict(view.now, &timing, host) == StorageVerdict::Alive {
+            if storage::verdict(view.now, &timing, host, outages) == StorageVerdict::Alive {
                 return change(
                     HaState::Degraded,
                     "alive-on-storage",
@@ -551,7 +566,8 @@ pub(crate) fn step(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
         // A few passes, so that Suspect -> Checking -> Fencing can happen within one step; bounded so
         // that no pair of rules can loop.
         for _ in 0..6 {
-            let Some(change) = next(view, host, &mut record, out) else { break };
+            let outages = storage::Outages { down: &state.storage_down, back_at: &state.storage_back_at };
+            let Some(change) = next(view, host, &mut record, outages, out) else { break };
             let from = record.state;
             record.state = change.to;
             record.since_ms = view.now;

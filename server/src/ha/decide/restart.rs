@@ -97,7 +97,10 @@ fn collect(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
     let vms: BTreeMap<VmId, &VmObservation> = view.obs.vms.iter().map(|vm| (vm.id, vm)).collect();
     state.marked_stopped.retain(|id, generation| vms.get(id).is_some_and(|vm| vm.generation == *generation));
     for vm in &view.obs.vms {
-        if state.restarts.contains_key(&vm.id) || state.marked_stopped.contains_key(&vm.id) {
+        // A VM being restarted is followed by its job; one whose job is done (it ran again) can need a
+        // new one, e.g. when its new host fails in turn.
+        let busy = state.restarts.get(&vm.id).is_some_and(|job| !matches!(job.phase, RestartPhase::Done { .. }));
+        if busy || state.marked_stopped.contains_key(&vm.id) {
             continue;
         }
         let Some(host_id) = vm.host else { continue };

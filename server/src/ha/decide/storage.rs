@@ -43,7 +43,14 @@ fn proven_silence(host: &HostObservation, storage: StoragePoolId, last: Millis) 
     readings(host).filter(|seen| seen.storage == storage).map(|seen| seen.read_at_ms - last).max()
 }
 
-pub(crate) fn verdict(now: Millis, timing: &Timing, host: &HostObservation) -> StorageVerdict {
+/// What the engine knows of storage outages (see `EngineState::storage_down`, `storage_back_at`).
+#[derive(Clone, Copy)]
+pub(crate) struct Outages<'a> {
+    pub down: &'a BTreeMap<StoragePoolId, Millis>,
+    pub back_at: &'a BTreeMap<StoragePoolId, Millis>,
+}
+
+pub(crate) fn verdict(now: Millis, timing: &Timing, host: &HostObservation, outages: Outages<'_>) -> StorageVerdict {
     // Alive: a write seen after the network went silent (two intervals: a write of the host's last
     // round may be read up to an interval late), and recent.
     let after_silence = |seen: &&StorageSighting| {
@@ -58,10 +65,21 @@ pub(crate) fn verdict(now: Millis, timing: &Timing, host: &HostObservation) -> S
     if storages.is_empty() {
         return StorageVerdict::Unknown;
     }
-    let all_proven = storages
-        .iter()
-        .all(|&storage| proven_silence(host, storage, last).is_some_and(|silence| silence > timing.storage_timeout_ms));
+    // Silence counts from the last sign of life, or from the storage's return after an outage (nobody
+    // could write there meanwhile); a storage that is down proves nothing.
+    let all_proven = storages.iter().all(|&storage| {
+        if outages.down.contains_key(&storage) {
+            return false;
+        }
+        let from = outages.back_at.get(&storage).map_or(last, |back| last.max(*back));
+        proven_silence(host, storage, from).is_some_and(|silence| silence > timing.storage_timeout_ms)
+    });
     if all_proven { StorageVerdict::Silent } else { StorageVerdict::Unknown }
+}
+
+/// Is the host's record being read by other hosts right now (a reading within the storage timeout)?
+pub(crate) fn being_read(now: Millis, timing: &Timing, host: &HostObservation) -> bool {
+    readings(host).any(|seen| now - seen.read_at_ms <= timing.storage_timeout_ms)
 }
 
 /// Contract rule 5(b): the host's own record, written after its last network heartbeat, says it
@@ -163,12 +181,14 @@ pub(crate) fn step(view: &View<'_>, state: &mut EngineState, out: &mut Out) {
                 );
             }
             Some(true) if state.storage_down.remove(&storage).is_some() => {
+                state.storage_back_at.insert(storage, view.now);
                 out.clear(AlertKind::PrimaryStorageDown, subject);
             }
             _ => {}
         }
     }
     state.storage_down.retain(|storage, _| storages.contains(storage));
+    state.storage_back_at.retain(|storage, _| storages.contains(storage));
     for host in view.obs.hosts.iter() {
         for &storage in &host.shared_storage {
             let subject =

@@ -684,6 +684,19 @@ fn host_failure_scenarios() {
         pool(vec![dies(host("h1"), 5000), dies(host("h2"), 5000), dies(host("h3"), 5000)], vec![vm("a", 0)], 40_000),
         Expected { not_fenced: vec!["h1", "h2", "h3"], not_restarted: vec!["a"], ..Default::default() },
     );
+    // A storage outage (5 s to 15 s) while h1 is also cut from the servers: a record that did not move
+    // while nobody could write proves nothing; h1 writes again a second after the others.
+    let mut cut = host("h1");
+    cut.net_down.push((6000, NEVER));
+    cut.writes_fail = Some((5000, 16_000));
+    let (mut w2, mut w3) = (host("h2"), host("h3"));
+    w2.writes_fail = Some((5000, 15_000));
+    w3.writes_fail = Some((5000, 15_000));
+    check(
+        "silence during a storage outage is not death: Degraded once it writes again, never fenced",
+        pool(vec![cut, w2, w3], vec![], 30_000),
+        Expected { states: vec![("h1", Degraded)], not_fenced: vec!["h1"], ..Default::default() },
+    );
     let mut comes_back = host("h1").silent(5000, 30_000);
     comes_back.bmc = Bmc::Auth;
     let (mut blind2, mut blind3) = (host("h2"), host("h3"));
@@ -863,6 +876,20 @@ fn restart_scenarios() {
         "the same cluster first (too small here), then the same zone, never another zone",
         zones,
         Expected { restarted: vec![("a", Some("h2"))], ..Default::default() },
+    );
+    let mut small = host("h3");
+    small.memory_mb = 8192;
+    let mut huge = vm("huge", 0);
+    huge.memory_mb = 30_000;
+    check(
+        "a restarted VM whose new host fails too restarts again (while another job is still stuck)",
+        pool(vec![dies(host("h1"), 5000), dies(host("h2"), 25_000), small], vec![vm("a", 0), huge], 60_000),
+        Expected {
+            restarted: vec![("a", Some("h3"))],
+            not_restarted: vec!["huge"],
+            fenced: vec!["h1", "h2"],
+            ..Default::default()
+        },
     );
     let mut outage = three_hosts();
     for h in outage.iter_mut() {
