@@ -5,13 +5,22 @@ use super::{AlertId, AlertSeverity, alert_kind};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Every alert kind that can be chosen for mail, in the order the console lists them. A kind that is
-/// raised but missing here can still be mailed through [`EmailSettings::all_alert_kinds`].
+/// Every alert kind that can be chosen for mail, in the order the console lists them: those of
+/// [`alert_kind`] and the HA engine's (the server's `ha::decide::AlertKind`, kept in step by a test
+/// there). A kind that is raised but missing here can still be mailed through
+/// [`EmailSettings::all_alert_kinds`].
 pub const MAILABLE_ALERT_KINDS: &[&str] = &[
+    "host-failed",
+    "host-fenced",
+    "fencing-failed",
+    "vm-restarted",
+    "vm-restart-failed",
     alert_kind::POOL_OVERCOMMITTED,
     alert_kind::CAPACITY_DROPPED,
     alert_kind::NO_HA_TAG_HOST,
     alert_kind::OOBM_AUTH_ERROR,
+    "storage-heartbeat-lost",
+    "primary-storage-down",
 ];
 
 /// How the connection to the SMTP server is protected.

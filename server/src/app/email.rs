@@ -467,6 +467,32 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_the_ha_engine_raises_can_be_chosen() {
+        use crate::ha::decide::AlertKind;
+        // Exhaustive: a new kind of the engine does not compile here until it is listed.
+        let every = |kind: AlertKind| match kind {
+            AlertKind::HostFailed
+            | AlertKind::HostFenced
+            | AlertKind::FencingFailed
+            | AlertKind::VmRestarted
+            | AlertKind::VmRestartFailed
+            | AlertKind::StorageHeartbeatLost
+            | AlertKind::PrimaryStorageDown => kind.as_str(),
+        };
+        for kind in [
+            AlertKind::HostFailed,
+            AlertKind::HostFenced,
+            AlertKind::FencingFailed,
+            AlertKind::VmRestarted,
+            AlertKind::VmRestartFailed,
+            AlertKind::StorageHeartbeatLost,
+            AlertKind::PrimaryStorageDown,
+        ] {
+            assert!(MAILABLE_ALERT_KINDS.contains(&every(kind)), "{} cannot be chosen for mail", kind.as_str());
+        }
+    }
+
+    #[test]
     fn a_disabled_form_may_be_incomplete_but_not_wrong() {
         let draft = UpdateEmailSettingsRequest {
             enabled: false,
