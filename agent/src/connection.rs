@@ -509,6 +509,39 @@ mod tests {
         assert!(fences.admit(3, &stop(vm, 3)).is_err());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_fenced_agent_refuses_starts_until_welcomed_and_a_lost_storage_refuses_its_vms() {
+        let health = Health::new(["nfs://a".to_owned()]);
+        let spec = |storage: &str| VmSpec {
+            vm_id: VmId::new_random(),
+            name: "x".into(),
+            generation: 1,
+            cpu_cores: 1,
+            cpu_mhz: 1,
+            memory_mb: 1,
+            storage_url: storage.into(),
+        };
+        let start = Command::StartVm { vm: spec("nfs://a") };
+        let elsewhere = Command::StartVm { vm: spec("nfs://b") };
+        let finish = Command::FinishMigration { vm_id: VmId::new_random(), generation: 1 };
+        let stop = stop(VmId::new_random(), 1);
+        assert_eq!(start_refusal(&health, &start), None);
+        health.fence("isolated".into());
+        for command in [&start, &elsewhere, &finish] {
+            let refusal = start_refusal(&health, command).expect("refused while fenced");
+            assert!(refusal.contains("fenced itself (isolated)"), "{refusal}");
+        }
+        assert_eq!(start_refusal(&health, &stop), None, "stopping is always allowed");
+        health.welcomed(api::HostId::new_random(), crate::health::HaSettings::default(), Vec::new());
+        assert_eq!(start_refusal(&health, &start), None);
+        // No write on nfs://a for the storage timeout: its VMs may not start; others may.
+        tokio::time::advance(Duration::from_millis(4100)).await;
+        health.storage_beat("nfs://a", Err("EIO".into()), None);
+        health.update_lost_storage();
+        assert!(start_refusal(&health, &start).unwrap().contains("nfs://a is lost"));
+        assert_eq!(start_refusal(&health, &elsewhere), None);
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
