@@ -41,7 +41,7 @@ pub struct FenceInputs<'a> {
     pub own_id: Option<HostId>,
     /// The other hosts of the cluster.
     pub cluster_peers: &'a [HostId],
-    /// When each peer's heartbeat datagram last arrived.
+    /// When each peer's heartbeat datagram last arrived (peers never heard are absent).
     pub peers_heard: &'a [(HostId, i64)],
     pub timeouts: FenceTimeouts,
 }
@@ -91,6 +91,9 @@ pub enum Verdict {
 /// * Servers lost, storage fine: count this side of a partition (itself plus the cluster peers heard within
 ///   the peer timeout). Keep running with a strict majority, or with exactly half that includes the lowest
 ///   host id of the cluster; fence otherwise. Before any welcome the agent knows no cluster: keep running.
+///   Nor does the rule apply while no peer has ever been heard: the peer channel itself does not work
+///   (a firewall, no peer ports), and a management-server outage must not stop every guest. Keeping running
+///   is safe there: a host alive on storage is never restarted elsewhere unless it says it fenced itself.
 pub fn decide(inputs: &FenceInputs<'_>) -> Verdict {
     let act_after = inputs.timeouts.act_after_ms();
     let server_silent_ms = inputs.now_ms - inputs.last_server_contact_ms;
@@ -108,6 +111,10 @@ pub fn decide(inputs: &FenceInputs<'_>) -> Verdict {
     let heard = |peer: HostId| {
         inputs.peers_heard.iter().any(|(id, at)| *id == peer && inputs.now_ms - at <= inputs.timeouts.peer_ms)
     };
+    let ever_heard = |peer: &HostId| inputs.peers_heard.iter().any(|(id, _)| id == peer);
+    if !peers.is_empty() && !peers.iter().any(ever_heard) {
+        return Verdict::KeepRunning;
+    }
     let cluster = peers.len() + 1;
     let side = 1 + peers.iter().filter(|peer| heard(**peer)).count();
     if 2 * side > cluster {
@@ -390,6 +397,7 @@ mod tests {
     #[test]
     fn peers_outside_the_cluster_list_do_not_count() {
         let now = 50_000;
+        // A stranger heard just now does not make a side; peer 1, heard long ago, shows the channel works.
         let stranger = (id(99), now);
         let verdict = decide(&FenceInputs {
             now_ms: now,
@@ -397,10 +405,35 @@ mod tests {
             last_storage_write_ms: Some(now),
             own_id: Some(id(2)),
             cluster_peers: &[id(1), id(3)],
-            peers_heard: &[stranger],
+            peers_heard: &[stranger, (id(1), now - 10_000)],
             timeouts: TIMEOUTS,
         });
         assert_eq!(verdict, Verdict::FenceNow(FenceReason::Minority { side: 1, cluster: 3 }));
+    }
+
+    #[test]
+    fn without_a_working_peer_channel_only_the_isolation_rule_applies() {
+        let peers = [id(1), id(2)];
+        let verdict = |heard: &[(HostId, i64)], storage: i64| {
+            decide(&FenceInputs {
+                now_ms: 50_000,
+                last_server_contact_ms: 0,
+                last_storage_write_ms: Some(storage),
+                own_id: Some(id(3)),
+                cluster_peers: &peers,
+                peers_heard: heard,
+                timeouts: TIMEOUTS,
+            })
+        };
+        // No peer ever heard (UDP blocked): a server outage with working storage fences nothing.
+        assert_eq!(verdict(&[], 49_500), Verdict::KeepRunning);
+        // Isolated all the same when the storage goes too.
+        assert!(matches!(verdict(&[], 40_000), Verdict::FenceNow(FenceReason::Isolated { .. })));
+        // Once one peer has been heard, the channel works and silence means a partition.
+        assert_eq!(
+            verdict(&[(id(1), 1_000)], 49_500),
+            Verdict::FenceNow(FenceReason::Minority { side: 1, cluster: 3 })
+        );
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! isolated, not dead; the engine tells the two apart through these records, as the other hosts report
 //! them in their heartbeats.
 //!
-//! File IO runs on tokio's blocking pool under a timeout: a hung NFS mount blocks one blocking thread, never
-//! the agent. While a write is still hung, the next beats do not queue more threads behind it; they count
-//! as failed writes until it returns.
+//! File IO runs on tokio's blocking pool, never in the agent's loops: a hung NFS mount blocks one blocking
+//! thread, never the agent. While a write has not returned, the next beats do not queue more threads behind
+//! it; after one interval they report it as failing, and the storage counts as lost once no write has
+//! succeeded for the storage timeout.
 
 use crate::faults::NetworkFaults;
 use crate::health::Health;
@@ -15,9 +16,9 @@ use api::agent::{AgentVmState, StorageRecord};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// The directory holding the records, under each storage's mount point.
 pub const RECORD_DIR: &str = ".parapet-hb";
@@ -93,7 +94,8 @@ pub fn read_records(dir: &Path, own_host: &str) -> io::Result<Vec<StorageRecord>
 /// The writer and reader of one host's storage heartbeats.
 pub struct StorageHeartbeat {
     host: String,
-    mounts: Vec<(StorageMount, Arc<AtomicBool>)>,
+    /// Each mount with the start of its write in flight, if one is.
+    mounts: Vec<(StorageMount, Arc<Mutex<Option<Instant>>>)>,
     health: Arc<Health>,
     hypervisor: Arc<dyn Hypervisor>,
     faults: Option<Arc<NetworkFaults>>,
@@ -107,7 +109,7 @@ impl StorageHeartbeat {
         hypervisor: Arc<dyn Hypervisor>,
         faults: Option<Arc<NetworkFaults>>,
     ) -> Self {
-        let mounts = mounts.into_iter().map(|mount| (mount, Arc::new(AtomicBool::new(false)))).collect();
+        let mounts = mounts.into_iter().map(|mount| (mount, Arc::new(Mutex::new(None)))).collect();
         StorageHeartbeat { host, mounts, health, hypervisor, faults }
     }
 
@@ -119,7 +121,7 @@ impl StorageHeartbeat {
         let mut counter = 0u64;
         let mut running_vms = 0u32;
         loop {
-            let started = tokio::time::Instant::now();
+            let started = Instant::now();
             let interval = self.health.settings().heartbeat_interval;
             counter += 1;
             if let Ok(vms) = tokio::time::timeout(interval, self.hypervisor.list_vms()).await {
@@ -134,58 +136,65 @@ impl StorageHeartbeat {
                 self_fenced: self.health.fenced().is_some(),
                 running_vms,
             };
-            futures::future::join_all(
-                self.mounts.iter().map(|(mount, in_flight)| self.beat(mount, in_flight, &record, interval)),
-            )
-            .await;
+            for (mount, in_flight) in &self.mounts {
+                self.beat(mount, in_flight, &record, interval);
+            }
             tokio::time::sleep_until(started + interval).await;
         }
     }
 
-    async fn beat(&self, mount: &StorageMount, in_flight: &Arc<AtomicBool>, record: &StorageRecord, limit: Duration) {
+    /// Start one write (and the read after it) on the blocking pool; its outcome reaches [`Health`] when it
+    /// returns. A slow write that succeeds still counts, when it succeeds; the storage counts as lost only
+    /// when no write has succeeded for the storage timeout.
+    fn beat(
+        &self,
+        mount: &StorageMount,
+        in_flight: &Arc<Mutex<Option<Instant>>>,
+        record: &StorageRecord,
+        interval: Duration,
+    ) {
         if let Some(faults) = &self.faults
             && !faults.storage_ok(&self.host)
         {
             self.health.storage_beat(&mount.name, Err("storage unreachable (simulated fault)".into()), None);
             return;
         }
-        if in_flight.swap(true, Ordering::SeqCst) {
-            let error = "the previous heartbeat write has not returned (storage hung?)".to_owned();
-            self.health.storage_beat(&mount.name, Err(error), None);
-            return;
+        {
+            let mut pending = in_flight.lock().unwrap();
+            if let Some(since) = *pending {
+                if since.elapsed() > interval {
+                    let error = format!(
+                        "the heartbeat write has not returned for {} ms (storage hung?)",
+                        since.elapsed().as_millis()
+                    );
+                    self.health.storage_beat(&mount.name, Err(error), None);
+                }
+                return;
+            }
+            *pending = Some(Instant::now());
         }
         let dir = mount.dir.clone();
         let own = record.clone();
-        let mut job = tokio::task::spawn_blocking(move || {
+        let job = tokio::task::spawn_blocking(move || {
             let written = write_record(&dir, &own);
             let read = read_records(&dir, &own.host);
             (written, read)
         });
-        match tokio::time::timeout(limit, &mut job).await {
-            Ok(Ok((written, read))) => {
-                in_flight.store(false, Ordering::SeqCst);
-                let written = written.map_err(|error| format!("cannot write the heartbeat record: {error}"));
-                if let Err(error) = &written {
-                    tracing::warn!(storage = %mount.name, "{error}");
+        let (name, health, in_flight) = (mount.name.clone(), self.health.clone(), in_flight.clone());
+        tokio::spawn(async move {
+            let outcome = job.await;
+            *in_flight.lock().unwrap() = None;
+            match outcome {
+                Ok((written, read)) => {
+                    let written = written.map_err(|error| format!("cannot write the heartbeat record: {error}"));
+                    if let Err(error) = &written {
+                        tracing::warn!(storage = %name, "{error}");
+                    }
+                    health.storage_beat(&name, written, read.ok());
                 }
-                self.health.storage_beat(&mount.name, written, read.ok());
+                Err(panic) => health.storage_beat(&name, Err(format!("the heartbeat write failed: {panic}")), None),
             }
-            Ok(Err(panic)) => {
-                in_flight.store(false, Ordering::SeqCst);
-                self.health.storage_beat(&mount.name, Err(format!("the heartbeat write failed: {panic}")), None);
-            }
-            Err(_) => {
-                let error = format!("the heartbeat write did not return within {} ms", limit.as_millis());
-                tracing::warn!(storage = %mount.name, "{error}");
-                self.health.storage_beat(&mount.name, Err(error), None);
-                // The blocking thread cannot be cancelled; the flag clears once it returns at last.
-                let in_flight = in_flight.clone();
-                tokio::spawn(async move {
-                    let _ = job.await;
-                    in_flight.store(false, Ordering::SeqCst);
-                });
-            }
-        }
+        });
     }
 }
 
@@ -240,6 +249,65 @@ mod tests {
         assert_eq!(record_file_name("../etc/passwd"), "_.._etc_passwd.json");
         assert_eq!(record_file_name(".hidden"), "_.hidden.json");
         assert_eq!(record_file_name(""), "_.json");
+    }
+
+    /// A FIFO in place of the temp file makes the write block in `open` until someone reads it: a hung
+    /// NFS server, as the agent sees one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_storage_neither_blocks_the_heartbeat_nor_the_other_storages() {
+        use crate::health::HaSettings;
+        use crate::hypervisor::memory::MemoryHypervisor;
+        let hung = tempfile::tempdir().unwrap();
+        let fine = tempfile::tempdir().unwrap();
+        fs::create_dir(hung.path().join(RECORD_DIR)).unwrap();
+        let fifo = hung.path().join(RECORD_DIR).join(".h.json.tmp");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let health = Arc::new(Health::new(["nfs://hung".to_owned(), "nfs://fine".to_owned()]));
+        let settings = HaSettings { heartbeat_interval: Duration::from_millis(50), ..HaSettings::default() };
+        health.welcomed(api::HostId::new_random(), settings, Vec::new());
+        let hypervisor = MemoryHypervisor::new(
+            api::v1::Resources { cpu_cores: 1, cpu_mhz: 1000, memory_mb: 1024 },
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        );
+        let mounts = vec![
+            StorageMount { name: "nfs://hung".into(), dir: hung.path().to_owned() },
+            StorageMount { name: "nfs://fine".into(), dir: fine.path().to_owned() },
+        ];
+        let beating =
+            tokio::spawn(StorageHeartbeat::new("h".into(), mounts, health.clone(), Arc::new(hypervisor), None).run());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let view = |name: &str| health.storage_views().into_iter().find(|view| view.name == name).unwrap();
+        loop {
+            let fine_counter = read_records(fine.path(), "other").unwrap().first().map(|record| record.counter);
+            let hung_view = view("nfs://hung");
+            let reported = hung_view.last_error.as_deref().is_some_and(|error| error.contains("has not returned"));
+            if reported && fine_counter.is_some_and(|counter| counter >= 10) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{hung_view:?}, fine counter {fine_counter:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!view("nfs://hung").write_ok && view("nfs://fine").write_ok);
+        // The storage answers again: the hung write completes and the next ones succeed.
+        // Reading unblocks the stuck `open`; the FIFO's name goes at once, so the next write makes a file.
+        // (Its fsync fails on a FIFO: the stuck write itself ends in an error, as a late NFS reply may.)
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut file = File::open(&fifo)?;
+            fs::remove_file(&fifo)?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)?;
+            Ok::<_, io::Error>(bytes)
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !view("nfs://hung").write_ok {
+            assert!(std::time::Instant::now() < deadline, "{:?}", view("nfs://hung"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        beating.abort();
+        let written = reader.join().unwrap().unwrap();
+        assert!(serde_json::from_slice::<StorageRecord>(&written).is_ok(), "the stuck write was a whole record");
     }
 
     #[test]

@@ -41,18 +41,44 @@ struct Seen {
     results: HashMap<CommandId, CommandOutcome>,
 }
 
+/// The HA timing the server sends in `Welcome`.
+#[derive(Clone, Copy)]
+struct Timing {
+    heartbeat_ms: u64,
+    self_fence_ms: u64,
+    storage_ms: u64,
+    peer_ms: u64,
+}
+
+/// Short timeouts, so that the tests take seconds.
+const FAST: Timing = Timing {
+    heartbeat_ms: HEARTBEAT_MS,
+    self_fence_ms: SELF_FENCE_MS,
+    storage_ms: STORAGE_TIMEOUT_MS,
+    peer_ms: PEER_TIMEOUT_MS,
+};
+
+/// The defaults a real cluster runs with.
+const DEFAULTS: Timing = Timing {
+    heartbeat_ms: 1000,
+    self_fence_ms: api::agent::DEFAULT_SELF_FENCE_TIMEOUT_MS,
+    storage_ms: api::agent::DEFAULT_STORAGE_TIMEOUT_MS,
+    peer_ms: api::agent::DEFAULT_PEER_TIMEOUT_MS,
+};
+
 /// The fake management server: host ids are fixed by name (the lowest id is the first name given).
 #[derive(Clone)]
 struct Server {
     ids: Arc<HashMap<String, HostId>>,
     seen: Arc<Mutex<Seen>>,
+    timing: Timing,
 }
 
 impl Server {
-    async fn start(hosts: &[&str]) -> (String, Server) {
+    async fn start(hosts: &[&str], timing: Timing) -> (String, Server) {
         let ids =
             hosts.iter().enumerate().map(|(n, name)| ((*name).to_owned(), HostId(Uuid::from_u128(n as u128 + 1))));
-        let server = Server { ids: Arc::new(ids.collect()), seen: Arc::default() };
+        let server = Server { ids: Arc::new(ids.collect()), seen: Arc::default(), timing };
         let app = axum::Router::new().route(CONNECT_PATH, axum::routing::get(connect)).with_state(server.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -157,11 +183,11 @@ async fn session(socket: WebSocket, server: Server) {
     };
     let welcome = ServerMessage::Welcome {
         host_id: server.id(&name),
-        heartbeat_interval_ms: HEARTBEAT_MS,
+        heartbeat_interval_ms: server.timing.heartbeat_ms,
         cluster_peers,
-        self_fence_timeout_ms: SELF_FENCE_MS,
-        storage_timeout_ms: STORAGE_TIMEOUT_MS,
-        peer_timeout_ms: PEER_TIMEOUT_MS,
+        self_fence_timeout_ms: server.timing.self_fence_ms,
+        storage_timeout_ms: server.timing.storage_ms,
+        peer_timeout_ms: server.timing.peer_ms,
     };
     if sink.send(encode(&welcome)).await.is_err() {
         return;
@@ -239,7 +265,11 @@ fn spec(vm_id: VmId, name: &str, storage: &str) -> VmSpec {
 impl Context {
     /// A cluster of `hosts` (mounting `storages`), every host registered and hearing all the others.
     async fn start(hosts: &[&str], storages: &[&str]) -> Context {
-        let (url, server) = Server::start(hosts).await;
+        Self::start_with(hosts, storages, FAST).await
+    }
+
+    async fn start_with(hosts: &[&str], storages: &[&str], timing: Timing) -> Context {
+        let (url, server) = Server::start(hosts, timing).await;
         let specs = hosts
             .iter()
             .enumerate()
@@ -591,4 +621,31 @@ impl Context {
         let path = self.pool.world.storage_dir(storage).join(".parapet-hb").join(format!("{host}.json"));
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_second_blip_at_default_timing_fences_nothing() {
+    let hosts = ["def-1", "def-2", "def-3"];
+    let context = Context::start_with(&hosts, &[STORAGE], DEFAULTS).await;
+    for host in hosts {
+        context.running_vm(host, STORAGE).await;
+    }
+    let server = &context.server;
+    let welcomes = server.welcomes("def-2");
+    let blip = Instant::now();
+    context.host("def-2").blip(Duration::from_secs(3));
+    let reconnected = eventually("def-2 is welcomed again after the blip", || async {
+        (server.welcomes("def-2") > welcomes).then(|| blip.elapsed())
+    })
+    .await;
+    println!("FIGURE a 3 s blip at default timing: def-2 welcomed again {reconnected:?} after it began");
+    // Watch past the self-fence timeout counted from the blip's start: no VM stops anywhere.
+    let watched = Duration::from_millis(DEFAULTS.self_fence_ms + 1000).saturating_sub(blip.elapsed());
+    context.keep_running(&hosts, watched).await;
+    for host in hosts {
+        assert_eq!(context.active_vms(host), 1, "{host}");
+        assert!(!context.record_on_disk(host).unwrap().self_fenced, "{host} never fenced");
+    }
+    println!("FIGURE fences after a 3 s blip: 0");
+    context.shutdown().await;
 }
