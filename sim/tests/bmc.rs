@@ -661,7 +661,9 @@ async fn parapet_sim_prints_how_to_reach_each_bmc_and_takes_fault_commands() {
     assert_eq!(info.address, "127.0.0.1");
     eventually("both hosts register", || async { (recorder.connections_of("kvm-a2").len() == 1).then_some(()) }).await;
 
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    // No pooled connections: a request right after `bmc-down` must try to connect (and be refused), not
+    // go out on a kept-alive connection the BMC is cutting at that moment.
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).pool_max_idle_per_host(0).build().unwrap();
     let base = format!("http://{}:{}", info.address, info.port);
     let system = format!("{base}/redfish/v1/Systems/{}", info.system_id);
     let get = |password: &str| client.get(&system).basic_auth(&info.username, Some(password.to_owned())).send();
@@ -693,6 +695,25 @@ async fn parapet_sim_prints_how_to_reach_each_bmc_and_takes_fault_commands() {
     assert_eq!(state["PowerState"], "Off");
     command("list", "kvm-a2 cluster-a on bmc=127.0.0.1:").await;
     command("bmc-down nobody", "no host named nobody").await;
+
+    // Network, storage and agent faults.
+    let before = *recorder.connections_of("kvm-a2").last().unwrap();
+    command("net-cut kvm-a2", "kvm-a2 cut from the management servers").await;
+    eventually("kvm-a2's connection drops", || async { recorder.closed(before).then_some(()) }).await;
+    command("net-heal kvm-a2", "kvm-a2 reaches the servers again").await;
+    eventually("kvm-a2 registers again", || async { (recorder.connections_of("kvm-a2").len() == 2).then_some(()) })
+        .await;
+    command("agent-crash kvm-a2", "kvm-a2: agent crashed; its VMs keep running").await;
+    command("list", "kvm-a2 cluster-a on (agent crashed)").await;
+    command("agent-start kvm-a2", "kvm-a2: agent started").await;
+    eventually("kvm-a2's agent registers again", || async {
+        (recorder.connections_of("kvm-a2").len() == 3).then_some(())
+    })
+    .await;
+    command("split kvm-a2|nobody", "no host named nobody").await;
+    command("storage-cut kvm-a2", "kvm-a2: storage heartbeat writes fail").await;
+    command("list", "cut from storage: kvm-a2").await;
+    command("blip kvm-a2 0.2", "kvm-a2: network down for 0.2 s").await;
     drop(stdin);
     child.start_kill().unwrap();
     let _ = child.wait().await;
