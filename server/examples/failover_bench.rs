@@ -69,7 +69,7 @@ async fn blip_trial() -> usize {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into())).init();
+    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into())).init();
     let trials = env_count("FAILOVER_TRIALS", 20);
     let big_vms = env_count("BIG_VMS", 200);
     let big_trials = env_count("BIG_TRIALS", 3);

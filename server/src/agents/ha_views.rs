@@ -46,6 +46,9 @@ struct Views {
     stop_reasons: HashMap<VmId, (HostId, AgentStopReason)>,
     /// Per host: its agent's last complete inventory (a VM it lacks is not on the host at all).
     inventories: HashMap<HostId, HashMap<VmId, AgentVmState>>,
+    /// VMs a host's agent listed as running (or starting) and then no longer listed at all, with
+    /// no reason of its own: the host was reset or rebooted under them. Cleared when listed again.
+    vanished: HashMap<VmId, HostId>,
 }
 
 /// Shared by the sessions (which record) and the engine (which reads).
@@ -96,7 +99,27 @@ impl HaViews {
     /// Take the stop reasons of `host`'s complete inventory (a VM started again loses its reason).
     pub fn record_inventory(&self, host: HostId, reports: &[api::agent::VmReport]) {
         let mut views = self.views.lock().unwrap();
-        views.inventories.insert(host, reports.iter().map(|report| (report.vm_id, report.state)).collect());
+        let current: HashMap<VmId, AgentVmState> = reports.iter().map(|report| (report.vm_id, report.state)).collect();
+        let gone: Vec<VmId> = views
+            .inventories
+            .get(&host)
+            .map(|previous| {
+                previous
+                    .iter()
+                    .filter(|(vm, state)| {
+                        matches!(state, AgentVmState::Running | AgentVmState::Starting) && !current.contains_key(vm)
+                    })
+                    .map(|(vm, _)| *vm)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for vm in gone {
+            views.vanished.insert(vm, host);
+        }
+        for vm in current.keys() {
+            views.vanished.remove(vm);
+        }
+        views.inventories.insert(host, current);
         for report in reports {
             match &report.stop_reason {
                 Some(reason) => {
@@ -111,11 +134,13 @@ impl HaViews {
         }
     }
 
-    /// What `host`'s agent last reported for `vm`: `Some(None)` when its inventory lacks the VM,
-    /// `None` when no inventory of the host arrived here.
-    pub fn reported_state(&self, host: HostId, vm: VmId) -> Option<Option<AgentVmState>> {
+    /// `host` ran `vm` and lost it without stopping it: its agent once listed it running and no longer
+    /// lists it at all (a reset or reboot), or lists it crashed. A VM that was never seen running
+    /// there (a start not yet carried out) has not crashed.
+    pub fn crashed(&self, host: HostId, vm: VmId) -> bool {
         let views = self.views.lock().unwrap();
-        views.inventories.get(&host).map(|inventory| inventory.get(&vm).copied())
+        views.vanished.get(&vm) == Some(&host)
+            || views.inventories.get(&host).and_then(|inventory| inventory.get(&vm)) == Some(&AgentVmState::Crashed)
     }
 
     /// Every reading every observer reported.
@@ -176,5 +201,27 @@ mod tests {
         let seen = views.sightings();
         assert_eq!((seen[0].counter, seen[0].advanced_at_ms, seen[0].read_at_ms), (8, 3_000, 3_000));
         assert_eq!(views.own_writes()[&observer][0], OwnWrite { storage_url: "nfs://s/p".into(), ok: true, at_ms: 5 });
+    }
+
+    fn report(vm: VmId, state: AgentVmState) -> api::agent::VmReport {
+        api::agent::VmReport { vm_id: vm, name: "vm".into(), state, generation: 1, stop_reason: None }
+    }
+
+    #[test]
+    fn only_a_vm_seen_running_and_then_gone_has_crashed() {
+        let views = HaViews::default();
+        let (host, other) = (HostId::new_random(), HostId::new_random());
+        let (vm, fresh) = (VmId::new_random(), VmId::new_random());
+        views.record_inventory(host, &[report(vm, AgentVmState::Running)]);
+        assert!(!views.crashed(host, fresh), "a VM never listed (its start still on the way) has not crashed");
+        views.record_inventory(host, &[]);
+        assert!(views.crashed(host, vm), "running, then gone without a reason: reset under it");
+        assert!(!views.crashed(other, vm));
+        views.record_inventory(host, &[report(vm, AgentVmState::Stopped)]);
+        assert!(!views.crashed(host, vm), "listed again (stopped on purpose)");
+        views.record_inventory(host, &[]);
+        assert!(!views.crashed(host, vm), "a stopped VM that is undefined did not crash");
+        views.record_inventory(host, &[report(fresh, AgentVmState::Crashed)]);
+        assert!(views.crashed(host, fresh));
     }
 }

@@ -29,6 +29,9 @@ struct Session {
 
 struct Pending {
     host: HostId,
+    /// The VM a start (or migration's prepare) is for: until answered, the host's inventory may not
+    /// list it yet, and that does not mean it stopped.
+    starting: Option<api::VmId>,
     reply: oneshot::Sender<CommandOutcome>,
 }
 
@@ -84,6 +87,12 @@ impl AgentHub {
     /// The lease says `epoch` is in force: commands carry at least that from now on.
     pub fn raise_epoch(&self, epoch: i64) {
         self.epoch.fetch_max(epoch, Ordering::SeqCst);
+    }
+
+    /// VMs with a start (or a migration's prepare) sent to `host` and not answered yet.
+    pub fn starts_pending(&self, host: HostId) -> Vec<api::VmId> {
+        let state = self.state.lock().unwrap();
+        state.pending.values().filter(|pending| pending.host == host).filter_map(|pending| pending.starting).collect()
     }
 
     /// Hand a message that is not a command (e.g. `Peers`) to a host's agent; false when it is not
@@ -143,12 +152,16 @@ impl AgentHub {
     ) -> Result<(CommandId, CommandInFlight), AgentError> {
         let command_id = CommandId::new_random();
         let (reply, outcome) = oneshot::channel();
+        let starting = match &command {
+            Command::StartVm { vm } | Command::PrepareMigration { vm } => Some(vm.vm_id),
+            _ => None,
+        };
         {
             let mut state = self.state.lock().unwrap();
             let session = state.sessions.get(&host).ok_or(AgentError::NotConnected(host))?;
             let message = ServerMessage::Command { command_id, epoch, command };
             session.sender.try_send(message).map_err(|_| AgentError::Disconnected(host))?;
-            state.pending.insert(command_id, Pending { host, reply });
+            state.pending.insert(command_id, Pending { host, starting, reply });
         }
         let in_flight = CommandInFlight { host, command_id, outcome, timeout: self.command_timeout, hub: self.clone() };
         Ok((command_id, in_flight))

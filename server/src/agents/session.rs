@@ -7,11 +7,11 @@ use crate::db::ZoneRecord;
 use crate::events::error_chain;
 use crate::state::AppState;
 use api::HostId;
-use api::agent::{AgentMessage, Frame, HostRegistration, PROTOCOL_VERSION, ServerMessage};
+use api::agent::{AgentMessage, Frame, HostRegistration, PROTOCOL_VERSION, ServerMessage, VmReport};
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Heartbeats between two announcements of a host's last-heartbeat time to the console.
@@ -120,7 +120,15 @@ pub async fn run(state: AppState, zone: ZoneRecord, socket: WebSocket) {
         let _ = sink.close().await;
     });
 
-    read_loop(&state, host_id, &registration.name, &sender, &mut stream).await;
+    // Inventories are applied by a task of their own, latest first: each is complete, so a burst
+    // (hundreds of VMs changing at once) costs one application, and the read loop keeps answering
+    // pings and taking heartbeats and command results meanwhile.
+    let (inventories, latest) = watch::channel(None);
+    let applier = tokio::spawn(apply_inventories(state.clone(), host_id, registration.name.clone(), latest));
+    read_loop(&state, host_id, &registration.name, &sender, &inventories, &mut stream).await;
+    drop(inventories);
+    // The last inventory lands before the host's VMs may be marked unknown below.
+    let _ = applier.await;
 
     writer.abort();
     if state.hub.detach(host_id, connection_id) {
@@ -149,11 +157,27 @@ async fn next_hello(stream: &mut futures::stream::SplitStream<WebSocket>) -> Res
     }
 }
 
+/// Apply the latest complete inventory whenever one arrived, until the session ends.
+async fn apply_inventories(
+    state: AppState,
+    host_id: HostId,
+    host_name: String,
+    mut latest: watch::Receiver<Option<Vec<VmReport>>>,
+) {
+    while latest.changed().await.is_ok() {
+        let Some(vms) = latest.borrow_and_update().clone() else { continue };
+        if let Err(error) = app::vms::apply_inventory(&state, host_id, &vms).await {
+            tracing::warn!(host = %host_name, "cannot apply a VM inventory: {error}");
+        }
+    }
+}
+
 async fn read_loop(
     state: &AppState,
     host_id: HostId,
     host_name: &str,
     sender: &mpsc::Sender<ServerMessage>,
+    inventories: &watch::Sender<Option<Vec<VmReport>>>,
     stream: &mut futures::stream::SplitStream<WebSocket>,
 ) {
     let silence = state.settings.agent_silence_timeout;
@@ -177,7 +201,7 @@ async fn read_loop(
             Message::Ping(_) | Message::Pong(_) => continue,
         };
         match parse_frame(&text) {
-            Ok(message) => handle(state, host_id, host_name, sender, message).await,
+            Ok(message) => handle(state, host_id, host_name, sender, inventories, message).await,
             Err(error) => {
                 tracing::warn!(host = %host_name, code = error.code, "bad frame from agent: {}", error.message);
                 let _ = sender.try_send(error_message(error.code, error.message));
@@ -191,6 +215,7 @@ async fn handle(
     host_id: HostId,
     host_name: &str,
     sender: &mpsc::Sender<ServerMessage>,
+    inventories: &watch::Sender<Option<Vec<VmReport>>>,
     message: AgentMessage,
 ) {
     match message {
@@ -210,9 +235,7 @@ async fn handle(
         }
         AgentMessage::Inventory { vms } => {
             state.hub.ha_views.record_inventory(host_id, &vms);
-            if let Err(error) = app::vms::apply_inventory(state, host_id, &vms).await {
-                tracing::warn!(host = %host_name, "cannot apply a VM inventory: {error}");
-            }
+            inventories.send_replace(Some(vms));
         }
         AgentMessage::CommandResult { command_id, outcome } => {
             if !state.hub.resolve(command_id, outcome) {

@@ -163,6 +163,18 @@ pub async fn set_host_enabled(
     show_host(state, host).await
 }
 
+/// Switch HA on for a zone and every cluster and host in it, through the same rules as the API
+/// (`parapet demo` protects its pool this way). Answers how many hosts it covers.
+pub async fn enable_zone_entirely(state: &AppState, zone: ZoneId) -> Result<usize, AppError> {
+    set_zone_enabled(state, zone, SetHaEnabledRequest { enabled: true, provider: None }).await?;
+    let mut hosts = 0;
+    for cluster in state.db.cluster_list().await?.into_iter().filter(|cluster| cluster.zone_id == zone) {
+        let request = SetClusterHaRequest { enabled: true, include_hosts: true };
+        hosts += set_cluster_enabled(state, cluster.id, request).await?.hosts_changed.len();
+    }
+    Ok(hosts)
+}
+
 async fn require(state: &AppState, host: HostId) -> Result<HostHaRecord, AppError> {
     state.db.host_ha_fetch(host).await?.ok_or_else(|| AppError::NotFound(format!("no host with id {host}")))
 }

@@ -21,7 +21,7 @@ use crate::db::{
 use crate::events::error_chain;
 use crate::oobm::{self, BmcPower, OobmError, PowerCommand};
 use crate::state::AppState;
-use api::agent::{AgentStopReason, AgentVmState, Command, CommandOutcome, VmSpec};
+use api::agent::{AgentStopReason, Command, CommandOutcome, VmSpec};
 use api::v1::{
     Event, HaEvent, HaTimingSettings, HostHaState, PowerState, RestartPriority, StorageScope, Vm, VmState,
     incident_event_kind,
@@ -223,9 +223,10 @@ fn stop_cause(state: &AppState, vm: VmId, host: HostId, vm_state: VmState) -> Op
         Some(AgentStopReason::SelfFenced { .. }) => return Some(StopCause::SelfFenced),
         None => {}
     }
-    match state.hub.ha_views.reported_state(host, vm) {
-        Some(None) | Some(Some(AgentVmState::Crashed)) if state.hub.is_connected(host) => Some(StopCause::Crashed),
-        _ => Some(StopCause::Operator),
+    if state.hub.is_connected(host) && state.hub.ha_views.crashed(host, vm) {
+        Some(StopCause::Crashed)
+    } else {
+        Some(StopCause::Operator)
     }
 }
 
@@ -332,15 +333,15 @@ async fn gather(
         });
     }
 
+    let pending_starts: HashMap<HostId, Vec<VmId>> =
+        hosts.iter().map(|host| (host.id, state.hub.starts_pending(host.id))).collect();
     let mut vm_observations = Vec::with_capacity(vms.len());
     for vm in &vms {
-        // A start this engine sent and that is not answered yet: the host's inventory may not list
-        // the VM yet, which must not read as "stopped".
-        let vm_state = if vm.state == VmState::Stopped && starts_in_flight.contains(&vm.id) {
-            VmState::Starting
-        } else {
-            vm.state
-        };
+        // A start sent (by this engine, or by anyone through this server's hub) and not answered
+        // yet: the host's inventory may not list the VM yet, which must not read as "stopped".
+        let start_pending = starts_in_flight.contains(&vm.id)
+            || vm.host_id.is_some_and(|host| pending_starts.get(&host).is_some_and(|vms| vms.contains(&vm.id)));
+        let vm_state = if vm.state == VmState::Stopped && start_pending { VmState::Starting } else { vm.state };
         let stop_cause = vm.host_id.and_then(|host| stop_cause(state, vm.id, host, vm_state));
         vm_observations.push(VmObservation {
             id: vm.id,

@@ -187,6 +187,10 @@ impl HaPool {
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            // The engine watches these starts too: it must never take one for a crash and run a copy.
+            for (vm, hosts) in &self.poll().running_on {
+                assert!(hosts.len() <= 1, "VM {vm} runs on two hosts at once: {hosts:?}");
+            }
             let vms = db.vm_list_by_host(host_id).await.unwrap();
             let running = vms.iter().filter(|vm| ids.contains(&vm.id) && vm.state == VmState::Running).count();
             if running == ids.len() {
