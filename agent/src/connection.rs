@@ -347,8 +347,9 @@ async fn session(agent: &Agent) -> Result<(), SessionEnd> {
     let ended = |error: SessionError| SessionEnd { welcomed: true, error: chain(&error) };
     let lost = || ended(SessionError::Lost);
     // Without a frame from the server for this long the connection is dead (a pong answers every
-    // heartbeat's ping); reconnecting may reach another server.
-    let silence_limit = (settings.heartbeat_interval * 3).max(settings.peer_timeout);
+    // heartbeat's ping); reconnecting may reach another server. Half the self-fence timeout: a server slow
+    // to read for a few seconds keeps its agents, and a reconnect still fits before the fence deadline.
+    let silence_limit = (settings.self_fence_timeout / 2).max(settings.heartbeat_interval * 3);
 
     let mut changes = hypervisor.changes();
     changes.mark_changed();
