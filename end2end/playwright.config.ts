@@ -5,9 +5,12 @@
 // never download one (the machines here have no internet beyond the package registries).
 import { defineConfig, devices } from '@playwright/test';
 
+const out = process.env.PARAPET_E2E_OUT ?? '.';
+
 export default defineConfig({
   testDir: './tests',
-  outputDir: 'test-results',
+  // Several engineers' runs on one machine each get their own folders (PARAPET_E2E_OUT).
+  outputDir: `${out}/test-results`,
   fullyParallel: false,
   workers: 1,
   retries: 0,
@@ -18,8 +21,8 @@ export default defineConfig({
   reporter: [
     ['list'],
     // xtask reads this file to count passed and failed tests.
-    ['json', { outputFile: 'playwright-report/results.json' }],
-    ['html', { outputFolder: 'playwright-report/html', open: 'never' }],
+    ['json', { outputFile: `${out}/playwright-report/results.json` }],
+    ['html', { outputFolder: `${out}/playwright-report/html`, open: 'never' }],
   ],
   use: {
     baseURL: process.env.PARAPET_URL,

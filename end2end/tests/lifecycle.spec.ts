@@ -1,4 +1,3 @@
-// NOT YET RUN: kept outside testDir until it has passed once against the demo (move it to tests/).
 // Roles, offerings and the VM lifecycle, end to end on `parapet demo`:
 //   - a pool admin creates the accounts through the Users page;
 //   - a pool operator creates an HA offering, deploys a VM onto a chosen host, stops and starts it, and
@@ -140,6 +139,7 @@ test.describe.serial('roles and the VM lifecycle', () => {
       const dialog = page.getByRole('dialog', { name: 'Deploy a VM' });
       await dialog.getByLabel('Name', { exact: true }).fill(vmName);
       await chooseOption(dialog.getByLabel('Offering', { exact: true }), offeringName);
+      await chooseOption(dialog.getByLabel('Template', { exact: true }), 'debian-12');
       await chooseOption(dialog.getByLabel('Cluster', { exact: true }), 'cluster-a');
       await chooseOption(dialog.getByLabel('Host', { exact: true }), targetHost);
       await screenshot(page, testInfo, '03-deploy-dialog');
