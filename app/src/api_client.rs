@@ -446,3 +446,39 @@ pub async fn test_email(request: &api::v1::TestEmailRequest) -> ClientResult<api
 pub async fn mail_outbox(limit: u32) -> ClientResult<Vec<api::v1::OutboxMail>> {
     get_json(&format!("/api/v1/settings/email/outbox?limit={limit}")).await
 }
+
+// ---- HA engine (switches, host HA states, incidents) -------------------------------------------------
+
+/// A host's HA switches, provider, state (with why) and latest transitions.
+pub async fn host_ha(id: HostId) -> ClientResult<api::v1::HostHa> {
+    get_json(&format!("/api/v1/hosts/{id}/ha")).await
+}
+
+pub async fn set_zone_ha(id: api::ZoneId, enabled: bool) -> ClientResult<Zone> {
+    put_body(&format!("/api/v1/zones/{id}/ha"), &api::v1::SetHaEnabledRequest { enabled, provider: None }).await
+}
+
+/// The cluster's switch; with `include_hosts`, every host of the cluster in the same transaction.
+pub async fn set_cluster_ha(
+    id: ClusterId,
+    enabled: bool,
+    include_hosts: bool,
+) -> ClientResult<api::v1::ClusterHaSwitched> {
+    put_body(&format!("/api/v1/clusters/{id}/ha"), &api::v1::SetClusterHaRequest { enabled, include_hosts }).await
+}
+
+/// The host's own switch (the provider follows its hypervisor).
+pub async fn set_host_ha(id: HostId, enabled: bool) -> ClientResult<api::v1::HostHa> {
+    put_body(&format!("/api/v1/hosts/{id}/ha"), &api::v1::SetHaEnabledRequest { enabled, provider: None }).await
+}
+
+/// HA incidents, newest first.
+pub async fn ha_incidents(query: &api::v1::HaIncidentQuery) -> ClientResult<Vec<api::v1::HaIncident>> {
+    let query = serde_urlencoded::to_string(query).map_err(|error| ClientError::Invalid(error.to_string()))?;
+    get_json(&format!("/api/v1/ha/incidents?{query}")).await
+}
+
+/// One incident with its timeline, oldest first.
+pub async fn ha_incident(id: api::v1::IncidentId) -> ClientResult<api::v1::HaIncidentDetail> {
+    get_json(&format!("/api/v1/ha/incidents/{id}")).await
+}

@@ -39,6 +39,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("audit") view=pages::audit::AuditPage />
                     <Route path=path!("settings/email") view=pages::email_settings::EmailSettingsPage />
                     <Route path=path!("alerts") view=pages::alerts::AlertsPage />
+                    <Route path=path!("ha/incidents") view=pages::ha_incidents::HaIncidentsPage />
+                    <Route path=path!("ha/incidents/:id") view=pages::ha_incident::HaIncidentPage />
                     <Route path=path!("account") view=pages::account::AccountPage />
                 </ParentRoute>
             </Routes>

@@ -4,15 +4,23 @@
 //! same signals, and every page reads from them, so a host or VM that changes on the server re-renders
 //! wherever it is shown, without a reload. A reload of the inventory replaces everything wholesale: it is
 //! the truth after a reconnect, when events may have been missed.
+//!
+//! HA is not part of the inventory: a host's HA state ([`HostHa`]) is fetched for the hosts a page shows
+//! ([`Store::want_host_ha`]), incidents as their pages load them, and `Event::Ha` keeps both current (a
+//! reload fetches the known hosts' HA again, since switches change with `InventoryChanged`).
 
 use crate::api_client::{self, ClientError};
 use crate::components::admission::OvercommitQuestion;
 use crate::session::Session;
-use api::v1::{Cluster, Event, Host, Inventory, StoragePool, Vm, VmState, Zone};
+use api::v1::{
+    Cluster, Event, HaEvent, HaIncident, HaIncidentEvent, Host, HostHa, IncidentId, Inventory, StoragePool, Vm,
+    VmState, Zone,
+};
 use api::{ClusterId, HostId, StoragePoolId, VmId, ZoneId};
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
-use std::collections::BTreeMap;
+use leptos::task::spawn_local;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Whether live events are flowing, shown in the top bar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +37,9 @@ pub struct Store {
     pub hosts: RwSignal<BTreeMap<HostId, Host>>,
     pub vms: RwSignal<BTreeMap<VmId, Vm>>,
     pub storage_pools: RwSignal<BTreeMap<StoragePoolId, StoragePool>>,
-    /// The inventory load: pages await it inside a Transition, so a reload keeps the old view up until
-    /// the new data is in, and a failed load shows the server's message in their ErrorBoundary.
+    /// The first inventory load: pages await it inside a Transition, and a failed load shows the
+    /// server's message in their ErrorBoundary (whose retry loads again through it). Once it succeeded,
+    /// [`Store::reload`] replaces the data in the background instead (see there).
     pub load: LocalResource<Result<(), ClientError>>,
     pub live: RwSignal<LiveStatus>,
     /// The last failed action (e.g. a refused VM start), shown as an alert until dismissed.
@@ -42,6 +51,17 @@ pub struct Store {
     pub reloads: RwSignal<u64>,
     /// The overcommit warning waiting for an answer (see `crate::components::admission`).
     pub overcommit: RwSignal<Option<OvercommitQuestion>, LocalStorage>,
+    /// Numbers the background reloads: only the latest one's answer is applied.
+    reload_seq: StoredValue<u64>,
+    session: Session,
+    /// HA switches, state and transitions of the hosts some page showed (see [`Store::want_host_ha`]).
+    pub host_ha: RwSignal<BTreeMap<HostId, HostHa>>,
+    /// Hosts whose HA is being fetched now.
+    host_ha_pending: StoredValue<BTreeSet<HostId>>,
+    /// The HA incidents known so far (the list page loads them; live events add and update them).
+    pub incidents: RwSignal<BTreeMap<IncidentId, HaIncident>>,
+    /// Incident timelines, oldest first: loaded by the incident page, extended by live events.
+    pub incident_events: RwSignal<BTreeMap<IncidentId, Vec<HaIncidentEvent>>>,
 }
 
 fn by_id<K: Ord, T>(items: Vec<T>, id: impl Fn(&T) -> K) -> BTreeMap<K, T> {
@@ -91,6 +111,12 @@ impl Store {
             now: RwSignal::new(Utc::now()),
             reloads: RwSignal::new(0),
             overcommit: RwSignal::new_local(None),
+            reload_seq: StoredValue::new(0),
+            session,
+            host_ha: RwSignal::new(BTreeMap::new()),
+            host_ha_pending: StoredValue::new(BTreeSet::new()),
+            incidents: RwSignal::new(BTreeMap::new()),
+            incident_events: RwSignal::new(BTreeMap::new()),
         };
         provide_context(store);
         store
@@ -101,9 +127,51 @@ impl Store {
     }
 
     /// Reloads the whole inventory (after a reconnect, or when the server says so).
+    ///
+    /// Until the first load succeeded, through [`Store::load`], so the pages' ErrorBoundary shows how
+    /// it went. After that in the background, replacing the data when it arrives: refetching `load`
+    /// would re-run every page's `Suspend` that awaits it, and two refetches overlapping (the server
+    /// announces changes in bursts, e.g. an alert and a new plan) let a page read signals of a view
+    /// already disposed, which panicked and froze the console.
     pub fn reload(self) {
-        self.load.refetch();
         self.reloads.update(|reloads| *reloads += 1);
+        if self.load.with_untracked(|load| matches!(load, Some(Err(_)))) {
+            self.load.refetch();
+            return;
+        }
+        let Some(seq) = self.reload_seq.try_update_value(|seq| {
+            *seq += 1;
+            *seq
+        }) else {
+            return;
+        };
+        spawn_local(async move {
+            let answer = api_client::inventory().await;
+            // A later reload is on its way (or the console signed out): its answer counts, not this one.
+            if self.reload_seq.try_get_value() != Some(seq) {
+                return;
+            }
+            match answer {
+                Ok(inventory) => {
+                    self.replace(inventory);
+                    // Switches are not in the inventory: the HA of the hosts shown may have changed too.
+                    for host in self.host_ha.with_untracked(|known| known.keys().copied().collect::<Vec<_>>()) {
+                        self.fetch_host_ha(host);
+                    }
+                }
+                Err(error) => self.session.notice(&error),
+            }
+        });
+    }
+
+    /// Replaces everything with `inventory`.
+    fn replace(self, inventory: Inventory) {
+        let Inventory { zones, clusters, hosts, vms, storage_pools } = inventory;
+        self.zones.set(by_id(zones, |zone| zone.id));
+        self.clusters.set(by_id(clusters, |cluster| cluster.id));
+        self.hosts.set(by_id(hosts, |host| host.id));
+        self.vms.set(by_id(vms, |vm| vm.id));
+        self.storage_pools.set(by_id(storage_pools, |pool| pool.id));
     }
 
     /// Applies one live event from the server.
@@ -112,9 +180,97 @@ impl Store {
             Event::HostChanged { host } => self.upsert_host(host),
             Event::VmChanged { vm } => self.upsert_vm(vm),
             Event::InventoryChanged => self.reload(),
-            // HA states and incidents are not part of the inventory store; their pages fetch them.
-            Event::Ha { .. } => {}
+            Event::Ha { change } => self.apply_ha(change),
         }
+    }
+
+    fn apply_ha(self, change: HaEvent) {
+        match change {
+            HaEvent::HostState { host_id, transition, reason } => {
+                let known = self.host_ha.with_untracked(|known| known.contains_key(&host_id));
+                if !known {
+                    // A host no page showed yet: fetch it whole (a page may be waiting for it).
+                    self.fetch_host_ha(host_id);
+                    return;
+                }
+                self.host_ha.update(|known| {
+                    if let Some(ha) = known.get_mut(&host_id) {
+                        apply_transition(ha, transition, reason);
+                    }
+                });
+            }
+            HaEvent::Incident { incident, event } => {
+                let id = incident.id;
+                self.incidents.update(|incidents| {
+                    incidents.insert(id, incident);
+                });
+                if let Some(event) = event {
+                    self.incident_events
+                        .update(|timelines| merge_events(timelines.entry(id).or_default(), vec![event]));
+                }
+            }
+        }
+    }
+
+    /// Fetches the HA of these hosts unless it is known or on its way (live events keep it current).
+    pub fn want_host_ha(self, hosts: impl IntoIterator<Item = HostId>) {
+        for host in hosts {
+            if !self.host_ha.with_untracked(|known| known.contains_key(&host)) {
+                self.fetch_host_ha(host);
+            }
+        }
+    }
+
+    /// Fetches one host's HA (again) into [`Store::host_ha`].
+    pub fn fetch_host_ha(self, host: HostId) {
+        let started = self.host_ha_pending.try_update_value(|pending| pending.insert(host)).unwrap_or(false);
+        if !started {
+            return;
+        }
+        spawn_local(async move {
+            let answer = api_client::host_ha(host).await;
+            if self.host_ha_pending.try_update_value(|pending| pending.remove(&host)).is_none() {
+                return;
+            }
+            match answer {
+                Ok(ha) => self.upsert_host_ha(ha),
+                Err(error) => self.session.notice(&error),
+            }
+        });
+    }
+
+    pub fn upsert_host_ha(self, ha: HostHa) {
+        self.host_ha.update(|known| {
+            known.insert(ha.host_id, ha);
+        });
+    }
+
+    /// Stores incidents as the server listed them.
+    pub fn upsert_incidents(self, list: Vec<HaIncident>) {
+        self.incidents.update(|incidents| {
+            for incident in list {
+                incidents.insert(incident.id, incident);
+            }
+        });
+    }
+
+    /// Stores an incident and its timeline as fetched, keeping steps that arrived live meanwhile.
+    pub fn upsert_incident_detail(self, detail: api::v1::HaIncidentDetail) {
+        let api::v1::HaIncidentDetail { incident, events } = detail;
+        let id = incident.id;
+        self.incidents.update(|incidents| {
+            // A live event may already have brought a newer version (e.g. the end).
+            let newer = incidents.get(&id).is_some_and(|known| known.ended_at.is_some() && incident.ended_at.is_none());
+            if !newer {
+                incidents.insert(id, incident);
+            }
+        });
+        self.incident_events.update(|timelines| merge_events(timelines.entry(id).or_default(), events));
+    }
+
+    /// A host's HA as known (tracked).
+    pub fn host_ha(self, id: HostId) -> Option<HostHa> {
+        self.host_ha.with(|known| known.get(&id).cloned())
     }
 
     pub fn upsert_host(self, host: Host) {
@@ -224,6 +380,31 @@ impl Store {
         session.notice(error);
         self.problem.set(Some(error.to_string()));
     }
+}
+
+/// A host's HA after a live transition: the new state, why, since when, and the transition on top.
+fn apply_transition(ha: &mut HostHa, transition: api::v1::HaTransition, reason: Option<String>) {
+    if ha.transitions.first() == Some(&transition) {
+        return;
+    }
+    ha.state = transition.to;
+    ha.reason = reason;
+    ha.since = Some(transition.at);
+    ha.transitions.insert(0, transition);
+    ha.transitions.truncate(TRANSITIONS_KEPT);
+}
+
+/// Transitions kept per host, as many as the server shows.
+const TRANSITIONS_KEPT: usize = 100;
+
+/// Adds the steps not there yet and keeps the timeline in time order (equal times keep their order).
+fn merge_events(timeline: &mut Vec<HaIncidentEvent>, new: Vec<HaIncidentEvent>) {
+    for event in new {
+        if !timeline.contains(&event) {
+            timeline.push(event);
+        }
+    }
+    timeline.sort_by_key(|event| event.at);
 }
 
 fn sorted_ids<'a, T: 'a, Id: Ord + Copy>(

@@ -114,6 +114,7 @@ fn SignedInFrame() -> impl IntoView {
                     <A href="/vms">"VMs"</A>
                     <A href="/offerings">"Offerings"</A>
                     <AlertsNavLink />
+                    <A href="/ha/incidents">"HA incidents"</A>
                     {session
                         .may_untracked(Ability::ReadAudit)
                         .is_ok()

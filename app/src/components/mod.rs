@@ -1,6 +1,7 @@
 //! Reusable widgets of the console: the layout shell, state badges, table helpers, error and time views,
 //! dialogs and form widgets, the overcommit warning, the VM power, lifecycle and deploy controls, and the
-//! out-of-band management dialogs (BMC configuration and password, host power actions) and switches.
+//! out-of-band management dialogs (BMC configuration and password, host power actions) and switches, and the
+//! HA switches and host HA states (`ha_*`).
 
 pub mod admission;
 pub mod badges;
@@ -9,6 +10,8 @@ pub mod dialog;
 pub mod error_view;
 pub mod form;
 pub mod format;
+pub mod ha_state;
+pub mod ha_switch;
 pub mod layout;
 pub mod oobm_dialog;
 pub mod oobm_switch;

@@ -1,11 +1,13 @@
 //! The clusters list: each cluster with its zone, HA and out-of-band switches, its failover plan in brief
 //! (linking to the cluster's HA plan page), hosts, VMs and how much of its hosts' CPU and memory is
-//! allocated. Pool operators and up switch out-of-band management here; each row lists its hosts with
+//! allocated. Pool operators and up switch HA (optionally with all the cluster's hosts) and out-of-band
+//! management here; each row lists its hosts with
 //! their power states (live).
 
-use crate::components::badges::{FlagBadge, PowerStateBadge};
+use crate::components::badges::PowerStateBadge;
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
+use crate::components::ha_switch::{HaNotInEffect, HaSwitch, HaSwitchWhyNot, HaTarget};
 use crate::components::oobm_switch::{OobmSwitch, OobmSwitchWhyNot, OobmTarget, not_in_effect_text, parents_off};
 use crate::components::table::{DataTable, EmptyRow, UsageBar};
 use crate::store::Store;
@@ -23,6 +25,7 @@ pub fn ClustersPage() -> impl IntoView {
                 <p class="page-summary">
                     {move || format!("{} clusters", store.clusters.with(|clusters| clusters.len()))}
                 </p>
+                <HaSwitchWhyNot />
                 <OobmSwitchWhyNot />
             </header>
             <Transition fallback=Loading>
@@ -99,7 +102,12 @@ fn ClusterRow(id: ClusterId) -> impl IntoView {
                     <th scope="row">{cluster.name.clone()}</th>
                     <td>{store.zone_name(cluster.zone_id)}</td>
                     <td>
-                        <FlagBadge on=cluster.ha_enabled />
+                        <HaSwitch
+                            target=HaTarget::Cluster(id)
+                            name=format!("cluster {}", cluster.name)
+                            on=Signal::stored(cluster.ha_enabled)
+                        />
+                        <HaNotInEffect on=Signal::stored(cluster.ha_enabled) zone=cluster.zone_id />
                     </td>
                     <td>
                         <OobmSwitch

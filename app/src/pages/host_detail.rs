@@ -1,5 +1,5 @@
 //! One host: its summary (address, hypervisor, placement, capacity and allocation, connection, heartbeat,
-//! tags, storage pools), the host operations of `host_actions` (enable/disable for new VMs, maintenance,
+//! tags, storage pools), its HA card (`components::ha_state`: switch, state, provider, transitions), the host operations of `host_actions` (enable/disable for new VMs, maintenance,
 //! tags, removal), the progress of a maintenance, its power state and out-of-band management
 //! (`host_oobm`), and the table of its VMs with Start/Stop buttons.
 //! Everything updates live from the store.
@@ -9,6 +9,7 @@ use crate::components::badges::{AllocationBadge, ConnectionBadge, FlagBadge, Pow
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
 use crate::components::format::count;
+use crate::components::ha_state::HostHaCard;
 use crate::components::table::{DataTable, EmptyRow, UsageBar};
 use crate::components::time::RelativeTime;
 use crate::components::vm_power::VmPowerButtons;
@@ -204,6 +205,8 @@ fn HostView(fetched: Host) -> impl IntoView {
                 <StoragePoolList host=host />
             </div>
         </section>
+
+        <HostHaCard host />
 
         <HostOobmPanel host />
 

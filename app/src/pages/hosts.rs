@@ -1,11 +1,12 @@
 //! The hosts list: every host (its name links to its page) with its agent connection, allocation
 //! (enabled, disabled or maintenance, plus "3/5 moved" while a maintenance moves its VMs away), its
-//! power state as out-of-band management last read it, CPU/memory allocation, VMs and the age of its
+//! power state as out-of-band management last read it, its HA state (live from `Event::Ha`), CPU/memory allocation, VMs and the age of its
 //! last heartbeat (re-rendered every second). Rows update live from the store.
 
 use crate::components::badges::{AllocationBadge, ConnectionBadge, PowerStateBadge};
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
+use crate::components::ha_state::HostHaCell;
 use crate::components::table::{DataTable, EmptyRow, UsageBar};
 use crate::components::time::RelativeTime;
 use crate::store::Store;
@@ -51,6 +52,7 @@ fn HostTable() -> impl IntoView {
                     <th scope="col">"State"</th>
                     <th scope="col">"Allocation"</th>
                     <th scope="col">"Power"</th>
+                    <th scope="col">"HA"</th>
                     <th scope="col">"CPU"</th>
                     <th scope="col">"Memory"</th>
                     <th scope="col" class="num">"VMs"</th>
@@ -59,7 +61,7 @@ fn HostTable() -> impl IntoView {
             </thead>
             <tbody>
                 <Show when=move || store.hosts.with(|hosts| hosts.is_empty())>
-                    <EmptyRow columns=9 text="No hosts yet." />
+                    <EmptyRow columns=10 text="No hosts yet." />
                 </Show>
                 <For each=move || store.host_ids(None) key=|id| *id children=|id| view! { <HostRow id /> } />
             </tbody>
@@ -102,6 +104,9 @@ fn HostRow(id: HostId) -> impl IntoView {
                     </td>
                     <td>
                         <PowerStateBadge power=host.power_state />
+                    </td>
+                    <td>
+                        <HostHaCell host=host.id />
                     </td>
                     <td class="usage-cell">
                         <span class="usage-text">

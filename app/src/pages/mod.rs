@@ -7,6 +7,8 @@ pub mod audit;
 pub mod clusters;
 pub mod email_settings;
 pub mod ha_failure;
+pub mod ha_incident;
+pub mod ha_incidents;
 pub mod ha_limit;
 pub mod ha_plan;
 pub mod ha_priorities;

@@ -1,8 +1,9 @@
 //! The zones list: each zone with its HA and out-of-band management switches and what it contains. Pool
-//! operators and up turn out-of-band management on and off here (`components::oobm_switch`).
+//! operators and up turn HA (`components::ha_switch`) and out-of-band management (`components::oobm_switch`)
+//! on and off here.
 
-use crate::components::badges::FlagBadge;
 use crate::components::error_view::{ErrorView, Loading};
+use crate::components::ha_switch::{HaSwitch, HaSwitchWhyNot, HaTarget};
 use crate::components::oobm_switch::{OobmSwitch, OobmSwitchWhyNot, OobmTarget};
 use crate::components::table::{DataTable, EmptyRow};
 use crate::store::Store;
@@ -19,6 +20,7 @@ pub fn ZonesPage() -> impl IntoView {
                 <p class="page-summary">
                     {move || format!("{} zones", store.zones.with(|zones| zones.len()))}
                 </p>
+                <HaSwitchWhyNot />
                 <OobmSwitchWhyNot />
             </header>
             <Transition fallback=Loading>
@@ -75,7 +77,7 @@ fn ZoneRow(id: ZoneId) -> impl IntoView {
                 <tr>
                     <th scope="row">{zone.name.clone()}</th>
                     <td>
-                        <FlagBadge on=zone.ha_enabled />
+                        <HaSwitch target=HaTarget::Zone(id) name=format!("zone {}", zone.name) on=Signal::stored(zone.ha_enabled) />
                     </td>
                     <td>
                         <OobmSwitch
