@@ -239,7 +239,8 @@ impl Store {
         });
     }
 
-    pub fn upsert_host_ha(self, ha: HostHa) {
+    pub fn upsert_host_ha(self, mut ha: HostHa) {
+        chain_order(&mut ha.transitions);
         self.host_ha.update(|known| {
             known.insert(ha.host_id, ha);
         });
@@ -392,6 +393,7 @@ fn apply_transition(ha: &mut HostHa, transition: api::v1::HaTransition, reason: 
     ha.since = Some(transition.at);
     ha.transitions.insert(0, transition);
     ha.transitions.truncate(TRANSITIONS_KEPT);
+    chain_order(&mut ha.transitions);
 }
 
 /// Transitions kept per host, as many as the server shows.
@@ -404,7 +406,24 @@ fn merge_events(timeline: &mut Vec<HaIncidentEvent>, new: Vec<HaIncidentEvent>) 
             timeline.push(event);
         }
     }
-    timeline.sort_by_key(|event| event.at);
+    // Steps of one engine step share a time; the end of the incident comes after them.
+    timeline.sort_by_key(|event| (event.at, event.kind == api::v1::incident_event_kind::RESOLVED));
+}
+
+/// Newest first, with transitions of the same instant in chain order: the server breaks ties of its
+/// `at` arbitrarily, so "Available → Suspect" could be listed above "Suspect → Checking".
+pub fn chain_order(transitions: &mut [api::v1::HaTransition]) {
+    let mut swapped = true;
+    while swapped {
+        swapped = false;
+        for i in 1..transitions.len() {
+            let (newer, older) = (&transitions[i - 1], &transitions[i]);
+            if newer.at == older.at && newer.to == older.from && newer.from != older.to {
+                transitions.swap(i - 1, i);
+                swapped = true;
+            }
+        }
+    }
 }
 
 fn sorted_ids<'a, T: 'a, Id: Ord + Copy>(
@@ -414,4 +433,30 @@ fn sorted_ids<'a, T: 'a, Id: Ord + Copy>(
     let mut keyed: Vec<(&String, Id)> = items.map(key).collect();
     keyed.sort();
     keyed.into_iter().map(|(_, id)| id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::v1::{HaTransition, HostHaState as S};
+
+    fn step(from: S, to: S, second: i64) -> HaTransition {
+        HaTransition {
+            host_id: HostId(uuid::Uuid::nil()),
+            from,
+            to,
+            event: String::new(),
+            reason: String::new(),
+            at: DateTime::from_timestamp(second, 0).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn transitions_of_one_instant_are_listed_in_chain_order() {
+        let mut listed =
+            vec![step(S::Checking, S::Fencing, 9), step(S::Available, S::Suspect, 5), step(S::Suspect, S::Checking, 5)];
+        chain_order(&mut listed);
+        let order: Vec<(S, S)> = listed.iter().map(|t| (t.from, t.to)).collect();
+        assert_eq!(order, [(S::Checking, S::Fencing), (S::Suspect, S::Checking), (S::Available, S::Suspect)]);
+    }
 }

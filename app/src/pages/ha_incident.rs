@@ -218,15 +218,7 @@ fn IncidentView(id: IncidentId) -> impl IntoView {
                                 .into_iter()
                                 .map(|event| {
                                     let after = (event.at - started).num_milliseconds() as f64 / 1000.0;
-                                    let detail = match (event.kind.as_str(), event.seconds) {
-                                        (kind::VM_RESTARTED, Some(seconds)) => format!(
-                                            "{} ({} → {}, {seconds:.1} s)",
-                                            event.message,
-                                            event.from_host_id.map(|host| store.host_name(host)).unwrap_or_default(),
-                                            event.to_host_id.map(|host| store.host_name(host)).unwrap_or_default(),
-                                        ),
-                                        _ => event.message.clone(),
-                                    };
+                                    let detail = event.message.clone();
                                     view! {
                                         <tr class=format!("ha-step ha-step-{}", event.kind) data-kind=event.kind.clone()>
                                             <td>{format::timestamp(event.at)}</td>
