@@ -7,10 +7,12 @@
 //! dialog "This would break the failover plan" with the server's message and figures. Cancel ends the
 //! action; pool operators and up may also "Proceed anyway (pool becomes overcommitted)" or "Lower the
 //! failure limit to N and proceed", which sends the same call again with `?overcommit=proceed` or
-//! `?overcommit=lower-limit`. Other roles see only Cancel, and why.
+//! `?overcommit=lower-limit`. Other roles see only Cancel, and a sentence saying why. The dialog words
+//! the warning from the conflict's figures: the server's `message` is written for API clients and names
+//! the `?overcommit=` parameter, which a person in the console never types.
 
 use crate::api_client::{ClientError, ClientResult};
-use crate::components::dialog::{Dialog, WhyNot, focus_when_mounted};
+use crate::components::dialog::{Dialog, focus_when_mounted};
 use crate::components::format::count;
 use crate::session::{Ability, Session};
 use crate::store::Store;
@@ -107,6 +109,52 @@ fn capacity_text(capacity: Option<u32>) -> String {
     capacity.map_or_else(|| "none".to_owned(), |capacity| capacity.to_string())
 }
 
+/// "starting VM ..." -> "Starting VM ...".
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+fn failures(n: u32) -> String {
+    count(n as usize, "host failure", "host failures")
+}
+
+/// What the action would do to the plan, in words.
+fn explanation(conflict: &OvercommitConflict) -> String {
+    let consequence = match conflict.capacity_after {
+        Some(capacity) => {
+            format!("would leave {} able to survive only {}", conflict.cluster_name, failures(capacity))
+        }
+        None => format!(
+            "would leave {} without a failover plan: not every protected VM could run even with no host failure",
+            conflict.cluster_name
+        ),
+    };
+    format!(
+        "{} {consequence}, while its failover plan covers {} (host failure limit {}).",
+        capitalized(&conflict.action),
+        failures(conflict.plan_exists_for),
+        conflict.limit
+    )
+}
+
+/// What the two ways past the warning do, for those who may take them.
+fn choices_text(conflict: &OvercommitConflict) -> String {
+    match conflict.lower_limit_to {
+        Some(limit) => format!(
+            "Proceeding anyway leaves {} overcommitted (an alert is raised); lowering its host failure limit to {limit} \
+             keeps a plan for {}.",
+            conflict.cluster_name,
+            failures(limit)
+        ),
+        None => format!(
+            "Proceeding anyway leaves {} without a failover plan (an alert is raised); no lower failure limit would \
+             keep one.",
+            conflict.cluster_name
+        ),
+    }
+}
+
 /// The dialog of the pending question, if any; rendered once by the signed-in frame.
 #[component]
 pub fn OvercommitWarning() -> impl IntoView {
@@ -131,8 +179,12 @@ fn WarningDialog(conflict: OvercommitConflict, role: Result<(), String>) -> impl
     let cancel_button = NodeRef::<html::Button>::new();
     focus_when_mounted(move || cancel_button.get().map(HtmlElement::from));
     let why_not = match (&role, conflict.may_override) {
-        (Err(reason), _) => Some(reason.clone()),
-        (Ok(()), false) => Some("The server does not let your role override this warning.".to_owned()),
+        (Err(reason), _) => Some(format!("{reason} You can only cancel, or ask one of them.")),
+        (Ok(()), false) => Some(
+            "The server does not let your role override this warning. You can only cancel, or ask a pool operator \
+             or pool admin."
+                .to_owned(),
+        ),
         (Ok(()), true) => None,
     };
     let may_override = why_not.is_none();
@@ -146,7 +198,7 @@ fn WarningDialog(conflict: OvercommitConflict, role: Result<(), String>) -> impl
     view! {
         <Dialog title="This would break the failover plan" on_close=Callback::new(move |()| answer(store, None))>
             <div class="overcommit-warning">
-                <p class="overcommit-message">{conflict.message.clone()}</p>
+                <p class="overcommit-message">{explanation(&conflict)}</p>
                 <dl class="facts overcommit-facts">
                     <dt>"Cluster"</dt>
                     <dd>{conflict.cluster_name.clone()}</dd>
@@ -159,7 +211,10 @@ fn WarningDialog(conflict: OvercommitConflict, role: Result<(), String>) -> impl
                     <dt>"Plan exists for"</dt>
                     <dd>{count(conflict.plan_exists_for as usize, "host failure", "host failures")}</dd>
                 </dl>
-                {why_not.map(|reason| view! { <WhyNot action="proceed anyway or lower the failure limit" reason /> })}
+                {match why_not {
+                    Some(reason) => view! { <p class="overcommit-why">{reason}</p> }.into_any(),
+                    None => view! { <p class="overcommit-choices">{choices_text(&conflict)}</p> }.into_any(),
+                }}
                 <div class="dialog-actions overcommit-actions">
                     <button
                         type="button"
@@ -207,6 +262,36 @@ mod tests {
     fn capacities_read_as_numbers_or_none() {
         assert_eq!(capacity_text(Some(1)), "1");
         assert_eq!(capacity_text(None), "none");
+    }
+
+    fn conflict(capacity_after: Option<u32>) -> OvercommitConflict {
+        OvercommitConflict {
+            code: "would-overcommit".into(),
+            message: "for API clients".into(),
+            cluster_id: api::ClusterId::new_random(),
+            cluster_name: "cluster-a".into(),
+            action: "starting VM \"big\" on kvm-a1".into(),
+            capacity_before: Some(2),
+            capacity_after,
+            limit: 2,
+            plan_exists_for: 2,
+            lower_limit_to: capacity_after,
+            may_override: true,
+        }
+    }
+
+    #[test]
+    fn the_warning_is_worded_from_the_figures() {
+        assert_eq!(
+            explanation(&conflict(Some(1))),
+            "Starting VM \"big\" on kvm-a1 would leave cluster-a able to survive only 1 host failure, while its \
+             failover plan covers 2 host failures (host failure limit 2)."
+        );
+        assert!(explanation(&conflict(None)).contains("without a failover plan"));
+        assert!(choices_text(&conflict(Some(1))).contains("lowering its host failure limit to 1 keeps a plan"));
+        assert!(choices_text(&conflict(None)).contains("no lower failure limit"));
+        assert!(!choices_text(&conflict(Some(0))).contains('?'), "no query parameters in the console");
+        assert_eq!(capitalized(""), "");
     }
 
     #[test]
