@@ -6,22 +6,24 @@
 use crate::faults::NetworkFaults;
 use crate::guardian::Guardian;
 use crate::health::{HaSettings, Health};
-use crate::hypervisor::Hypervisor;
+use crate::hypervisor::{Hypervisor, HypervisorError};
 use crate::peers::PeerHeartbeat;
 use crate::storage_heartbeat::{StorageHeartbeat, StorageMount};
 use crate::watchdog::Watchdog;
 use api::agent::{
-    AgentMessage, CONNECT_PATH, Command, CommandOutcome, Frame, HostRegistration, PROTOCOL_VERSION, ServerMessage,
+    AgentMessage, AgentStopReason, CONNECT_PATH, Command, CommandOutcome, Frame, HostRegistration, PROTOCOL_VERSION,
+    ServerMessage,
 };
 use api::{CommandId, VmId};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -136,20 +138,50 @@ impl Fences {
     }
 }
 
-/// Why a command that would make a VM run here is refused now: the agent fenced itself (until the next
-/// welcome), or the VM's storage is lost to this host.
-fn start_refusal(health: &Health, command: &Command) -> Option<String> {
-    let spec = match command {
-        Command::StartVm { vm } | Command::PrepareMigration { vm } => Some(vm),
-        Command::FinishMigration { .. } => None,
-        _ => return None,
-    };
-    if let Some(reason) = health.fenced() {
-        return Some(format!(
-            "this host fenced itself ({reason}); it starts no VM until a management server welcomes it again"
-        ));
+/// The VM a command makes run here (and the storage of its disks, when the command names it): starts
+/// and incoming migrations, which pass the start gate ([`Health::begin_start`]).
+fn starts_vm(command: &Command) -> Option<(VmId, Option<&str>)> {
+    match command {
+        Command::StartVm { vm } | Command::PrepareMigration { vm } => Some((vm.vm_id, Some(vm.storage_url.as_str()))),
+        Command::FinishMigration { vm_id, .. } => Some((*vm_id, None)),
+        _ => None,
     }
-    spec.and_then(|spec| health.storage_refusal(&spec.storage_url))
+}
+
+/// Why a command that would make a VM run here is refused now: the agent fenced itself (until the next
+/// welcome), or the VM's storage is lost to this host. An early answer; the start gate checks again at
+/// the moment the VM starts.
+fn start_refusal(health: &Health, command: &Command) -> Option<String> {
+    let (_, storage) = starts_vm(command)?;
+    health.start_refusal(storage)
+}
+
+/// The heartbeats one session sent that no server has acknowledged yet, with when each was sent.
+#[derive(Debug, Default)]
+struct Unacknowledged(VecDeque<(u64, Instant)>);
+
+impl Unacknowledged {
+    /// At most this many are remembered: a session without acks is dropped long before.
+    const LIMIT: usize = 256;
+
+    fn sent(&mut self, seq: u64, at: Instant) {
+        if self.0.len() >= Self::LIMIT {
+            self.0.pop_front();
+        }
+        self.0.push_back((seq, at));
+    }
+
+    /// What a message from the server proves about contact: only an acknowledgement of a heartbeat this
+    /// session sent and that was not acknowledged before counts, as of when that heartbeat was SENT (the
+    /// server recorded it no earlier). Older unacknowledged heartbeats are forgotten with it. Any other
+    /// frame proves only that the server-to-agent direction works, not that the server hears the agent.
+    fn contact_proven(&mut self, message: &ServerMessage) -> Option<Instant> {
+        let ServerMessage::HeartbeatAck { seq } = message else { return None };
+        let position = self.0.iter().position(|(sent, _)| sent == seq)?;
+        let (_, at) = self.0[position];
+        self.0.drain(..=position);
+        Some(at)
+    }
 }
 
 /// Tasks that live as long as the agent: aborted when it stops (or when the simulator aborts it).
@@ -311,10 +343,13 @@ async fn session(agent: &Agent) -> Result<(), SessionEnd> {
     })?;
     let (mut sink, mut stream) = socket.split();
 
+    // The server records the host (and a heartbeat time) before it welcomes it: the welcome is contact
+    // as of now, when the hello leaves.
+    let hello_sent = Instant::now();
     sink.send(frame(AgentMessage::Hello { host: agent.registration.clone() }))
         .await
         .map_err(|_| not_welcomed(SessionError::Lost))?;
-    let welcome = tokio::time::timeout(Duration::from_secs(10), next_server_message(&mut stream, health)).await;
+    let welcome = tokio::time::timeout(Duration::from_secs(10), next_server_message(&mut stream)).await;
     let settings = match welcome {
         Err(_) => return Err(not_welcomed(SessionError::NoWelcome)),
         Ok(None) => return Err(not_welcomed(SessionError::Lost)),
@@ -336,7 +371,7 @@ async fn session(agent: &Agent) -> Result<(), SessionEnd> {
                 storage_timeout_ms,
                 peer_timeout_ms,
             );
-            health.welcomed(host_id, settings, cluster_peers);
+            health.welcomed(host_id, settings, cluster_peers, hello_sent);
             settings
         }
         Ok(Some(ServerMessage::Error { code, message })) => {
@@ -346,10 +381,12 @@ async fn session(agent: &Agent) -> Result<(), SessionEnd> {
     };
     let ended = |error: SessionError| SessionEnd { welcomed: true, error: chain(&error) };
     let lost = || ended(SessionError::Lost);
-    // Without a frame from the server for this long the connection is dead (a pong answers every
-    // heartbeat's ping); reconnecting may reach another server. Half the self-fence timeout: a server slow
-    // to read for a few seconds keeps its agents, and a reconnect still fits before the fence deadline.
+    // Without an acknowledged heartbeat for this long the connection is of no use (the server does not
+    // hear the agent, or cannot record what it hears); reconnecting may reach another server. Half the
+    // self-fence timeout: a server slow to answer for a few seconds keeps its agents, and a reconnect
+    // still fits before the fence deadline.
     let silence_limit = (settings.self_fence_timeout / 2).max(settings.heartbeat_interval * 3);
+    let mut unacknowledged = Unacknowledged::default();
 
     let mut changes = hypervisor.changes();
     changes.mark_changed();
@@ -374,8 +411,9 @@ async fn session(agent: &Agent) -> Result<(), SessionEnd> {
                     storage: health.storage_views(),
                     peers_heard: health.peers_heard(),
                 };
+                // Noted before it leaves: its ack then proves the server heard the agent no earlier.
+                unacknowledged.sent(seq, Instant::now());
                 sink.send(frame(message)).await.map_err(|_| lost())?;
-                sink.send(Message::Ping(Vec::new().into())).await.map_err(|_| lost())?;
             }
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -394,9 +432,13 @@ async fn session(agent: &Agent) -> Result<(), SessionEnd> {
                     return Err(ended(SessionError::Cut));
                 }
             }
-            message = next_server_message(&mut stream, health) => {
+            message = next_server_message(&mut stream) => {
+                if let Some(sent) = message.as_ref().and_then(|message| unacknowledged.contact_proven(message)) {
+                    health.heartbeat_acknowledged(sent);
+                }
                 match message {
                     None => return Err(lost()),
+                    Some(ServerMessage::HeartbeatAck { .. }) => {}
                     Some(ServerMessage::Command { command_id, epoch, command }) => {
                         let admitted = agent.fences.lock().unwrap().admit(epoch, &command);
                         let admitted = admitted.and_then(|()| match start_refusal(health, &command) {
@@ -436,6 +478,18 @@ async fn session(agent: &Agent) -> Result<(), SessionEnd> {
 }
 
 async fn execute(hypervisor: &dyn Hypervisor, health: &Health, command: Command) -> CommandOutcome {
+    // A command that makes a VM run passes the start gate at the moment it starts, under the lock the
+    // self-fence is recorded under: after a fence it is refused here, whatever the session checked
+    // before; one that passed before the fence counts as in flight (the storage record then never says
+    // "runs no VM") until it has returned and, if the agent fenced itself meanwhile, stopped its VM.
+    let starting = starts_vm(&command).map(|(vm, storage)| (vm, storage.map(str::to_owned)));
+    let permit = match &starting {
+        Some((_, storage)) => match health.begin_start(storage.as_deref()) {
+            Ok(permit) => Some(permit),
+            Err(reason) => return CommandOutcome::Refused { reason },
+        },
+        None => None,
+    };
     let result = match command {
         Command::StartVm { vm } => {
             let started = hypervisor.start_vm(&vm).await;
@@ -450,23 +504,36 @@ async fn execute(hypervisor: &dyn Hypervisor, health: &Health, command: Command)
         Command::MigrateOut { vm_id, target_address, .. } => hypervisor.migrate_out(vm_id, &target_address).await,
         Command::FinishMigration { vm_id, .. } => hypervisor.finish_incoming(vm_id).await,
     };
+    if let Some((vm, _)) = starting
+        && let Some(reason) = health.fenced()
+    {
+        // The start raced the self-fence: pull the plug before the permit ends.
+        health.set_stop_reason(vm, AgentStopReason::SelfFenced { reason: reason.clone() });
+        match hypervisor.stop_vm(vm, true).await {
+            Ok(()) | Err(HypervisorError::WrongState(_, "stopped")) | Err(HypervisorError::UnknownVm(_)) => {}
+            // Still listed as running: the storage record counts it and the guardian keeps stopping it.
+            Err(error) => tracing::error!(%vm, "cannot stop a VM that started while self-fencing: {error}"),
+        }
+        drop(permit);
+        return CommandOutcome::Failed {
+            reason: format!("this host fenced itself ({reason}) while the VM was starting; it was stopped again"),
+        };
+    }
+    drop(permit);
     match result {
         Ok(()) => CommandOutcome::Done,
         Err(error) => CommandOutcome::Failed { reason: error.to_string() },
     }
 }
 
-/// The next message from the server; malformed frames are logged and skipped. Every frame (pongs
-/// included) counts as contact with the server. `None` when the connection ended.
-async fn next_server_message<S>(stream: &mut S, health: &Health) -> Option<ServerMessage>
+/// The next message from the server; malformed frames are logged and skipped. `None` when the
+/// connection ended. No frame counts as contact by arriving (see [`Unacknowledged::contact_proven`]).
+async fn next_server_message<S>(stream: &mut S) -> Option<ServerMessage>
 where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
         let next = stream.next().await?;
-        if next.is_ok() {
-            health.server_contact();
-        }
         match next {
             Ok(Message::Text(text)) => match serde_json::from_str::<Frame<ServerMessage>>(&text) {
                 Ok(frame) if frame.v == PROTOCOL_VERSION => return Some(frame.body),
@@ -482,6 +549,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::HaSettings;
     use api::agent::VmSpec;
 
     fn stop(vm_id: VmId, generation: i64) -> Command {
@@ -533,7 +601,7 @@ mod tests {
             assert!(refusal.contains("fenced itself (isolated)"), "{refusal}");
         }
         assert_eq!(start_refusal(&health, &stop), None, "stopping is always allowed");
-        health.welcomed(api::HostId::new_random(), crate::health::HaSettings::default(), Vec::new());
+        health.welcomed(api::HostId::new_random(), crate::health::HaSettings::default(), Vec::new(), Instant::now());
         assert_eq!(start_refusal(&health, &start), None);
         // No write on nfs://a for the storage timeout: its VMs may not start; others may.
         tokio::time::advance(Duration::from_millis(4100)).await;
@@ -541,6 +609,276 @@ mod tests {
         health.update_lost_storage();
         assert!(start_refusal(&health, &start).unwrap().contains("nfs://a is lost"));
         assert_eq!(start_refusal(&health, &elsewhere), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_ack_of_a_heartbeat_sent_is_contact_and_it_counts_from_the_sending() {
+        use crate::self_fence::Verdict;
+        let health = Health::new(Vec::new());
+        health.welcomed(api::HostId::new_random(), HaSettings::default(), Vec::new(), Instant::now());
+        let mut unacknowledged = Unacknowledged::default();
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        unacknowledged.sent(1, Instant::now());
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        unacknowledged.sent(2, Instant::now());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        // Frames that arrive from the server prove only that the server-to-agent direction works.
+        let arriving = [
+            ServerMessage::Peers { peers: Vec::new() },
+            ServerMessage::Error { code: "x".into(), message: "y".into() },
+            ServerMessage::Command {
+                command_id: CommandId::new_random(),
+                epoch: 1,
+                command: stop(VmId::new_random(), 1),
+            },
+            ServerMessage::HeartbeatAck { seq: 7 },
+        ];
+        for message in &arriving {
+            assert_eq!(unacknowledged.contact_proven(message), None, "{message:?}");
+        }
+        assert_eq!(health.since_server_contact(), Duration::from_millis(2500), "still the hello");
+        // The ack of heartbeat 2 counts from when 2 was sent, not from its arrival.
+        let sent = unacknowledged.contact_proven(&ServerMessage::HeartbeatAck { seq: 2 }).expect("sent");
+        health.heartbeat_acknowledged(sent);
+        assert_eq!(health.since_server_contact(), Duration::from_millis(500));
+        for seq in [1, 2] {
+            assert_eq!(unacknowledged.contact_proven(&ServerMessage::HeartbeatAck { seq }), None, "acked before");
+        }
+        // A one-way cut: frames keep arriving, no ack does. The agent acts T - L after sending heartbeat 2.
+        tokio::time::advance(Duration::from_millis(6400)).await;
+        for message in &arriving {
+            assert_eq!(unacknowledged.contact_proven(message), None);
+        }
+        assert_eq!(health.verdict(), Verdict::KeepRunning);
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert!(matches!(health.verdict(), Verdict::FenceNow(_)), "{:?}", health.verdict());
+    }
+
+    /// How the fake management server of the tests below treats the agent after welcoming it.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Link {
+        /// Both directions work and every heartbeat is recorded and acknowledged.
+        Acknowledging,
+        /// Agent to server cut: nothing the agent sends arrives (no pong either), while the server keeps
+        /// sending frames (`Peers` every 100 ms).
+        CutToServer,
+        /// The server reads everything (answering pings) but cannot record the heartbeats (its database
+        /// is gone): it sends nothing of its own.
+        NotRecording,
+    }
+
+    /// A management server that accepts one agent connection (a reconnect is refused, as across a cut
+    /// link) and welcomes it with a 100 ms interval and a 1 s self-fence timeout. Answers its URL and
+    /// the number of heartbeats it acknowledged.
+    async fn one_connection_server(link: Link) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let acked = Arc::new(AtomicUsize::new(0));
+        let counter = acked.clone();
+        tokio::spawn(async move {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            drop(listener);
+            let Ok(socket) = tokio_tungstenite::accept_async(tcp).await else { return };
+            let (mut sink, mut stream) = socket.split();
+            let Some(Ok(Message::Text(_hello))) = stream.next().await else { return };
+            let welcome = ServerMessage::Welcome {
+                host_id: api::HostId::new_random(),
+                heartbeat_interval_ms: 100,
+                cluster_peers: Vec::new(),
+                self_fence_timeout_ms: 1000,
+                storage_timeout_ms: 400,
+                peer_timeout_ms: 300,
+            };
+            let encode =
+                |message: ServerMessage| Message::Text(serde_json::to_string(&Frame::v1(message)).unwrap().into());
+            if sink.send(encode(welcome)).await.is_err() {
+                return;
+            }
+            match link {
+                Link::Acknowledging => {
+                    while let Some(Ok(message)) = stream.next().await {
+                        let Message::Text(text) = message else { continue };
+                        let Ok(frame) = serde_json::from_str::<Frame<AgentMessage>>(&text) else { continue };
+                        if let AgentMessage::Heartbeat { seq, .. } = frame.body {
+                            if sink.send(encode(ServerMessage::HeartbeatAck { seq })).await.is_err() {
+                                return;
+                            }
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                Link::CutToServer => loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if sink.send(encode(ServerMessage::Peers { peers: Vec::new() })).await.is_err() {
+                        return;
+                    }
+                },
+                Link::NotRecording => while let Some(Ok(_)) = stream.next().await {},
+            }
+        });
+        (url, acked)
+    }
+
+    fn spec(name: &str) -> VmSpec {
+        VmSpec {
+            vm_id: VmId::new_random(),
+            name: name.into(),
+            generation: 1,
+            cpu_cores: 1,
+            cpu_mhz: 100,
+            memory_mb: 64,
+            storage_url: "nfs://a".into(),
+        }
+    }
+
+    fn memory_hypervisor() -> crate::hypervisor::memory::MemoryHypervisor {
+        let capacity = api::v1::Resources { cpu_cores: 8, cpu_mhz: 8000, memory_mb: 8192 };
+        crate::hypervisor::memory::MemoryHypervisor::new(capacity, Duration::from_millis(10), Duration::from_millis(10))
+    }
+
+    /// Runs an agent (no storage heartbeat: a server lost for the act-after time means isolated) with one
+    /// running VM against a server behind `link`. Answers whether the agent stopped the VM (self-fenced)
+    /// and how many heartbeats the server acknowledged; polls until the VM stopped, or until it still
+    /// runs after 30 acknowledged heartbeats (3 s, three self-fence timeouts).
+    async fn agent_behind(link: Link) -> (bool, usize) {
+        use std::sync::atomic::Ordering;
+        let (url, acked) = one_connection_server(link).await;
+        let hypervisor = Arc::new(memory_hypervisor());
+        let vm = spec("guest");
+        hypervisor.start_vm(&vm).await.unwrap();
+        let registration = HostRegistration {
+            name: "h1".into(),
+            address: "127.0.0.1".into(),
+            cluster: "c".into(),
+            hypervisor: api::v1::HypervisorKind::Sim,
+            capacity: api::v1::Resources { cpu_cores: 8, cpu_mhz: 8000, memory_mb: 8192 },
+            mounted_storage: Vec::new(),
+            agent_version: "test".into(),
+            peer_port: None,
+        };
+        let config = AgentConfig {
+            backoff: Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(200) },
+            ..AgentConfig::new(&url, "token", registration)
+        };
+        let (shutdown, stop) = watch::channel(false);
+        let agent = tokio::spawn(run(config, hypervisor.clone(), stop));
+        let running = |vms: &[api::agent::VmReport]| {
+            vms.iter().any(|report| report.vm_id == vm.vm_id && report.state == api::agent::AgentVmState::Running)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stopped = loop {
+            let vms = hypervisor.list_vms().await;
+            if vms.iter().any(|report| report.vm_id == vm.vm_id && report.state == api::agent::AgentVmState::Stopped) {
+                break true;
+            }
+            if running(&vms) && acked.load(Ordering::SeqCst) >= 30 {
+                break false;
+            }
+            assert!(std::time::Instant::now() < deadline, "{link:?}: neither fenced nor acknowledged: {vms:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        shutdown.send(true).unwrap();
+        agent.await.unwrap();
+        (stopped, acked.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn an_agent_the_server_does_not_hear_or_record_fences_itself_whatever_arrives() {
+        let (stopped, acked) = agent_behind(Link::Acknowledging).await;
+        assert!(!stopped && acked >= 30, "acknowledged heartbeats are contact (stopped {stopped}, {acked} acks)");
+        assert!(agent_behind(Link::CutToServer).await.0, "frames from the server are no contact");
+        assert!(agent_behind(Link::NotRecording).await.0, "a server that records nothing is no contact");
+    }
+
+    /// A hypervisor whose starts wait until released before the VM exists (as a real define + start
+    /// takes a while): the race between a start and a self-fence, made to happen.
+    struct SlowStarts {
+        inner: crate::hypervisor::memory::MemoryHypervisor,
+        entered: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl Hypervisor for SlowStarts {
+        async fn start_vm(&self, spec: &VmSpec) -> Result<(), HypervisorError> {
+            self.entered.notify_one();
+            self.release.notified().await;
+            self.inner.start_vm(spec).await
+        }
+        async fn stop_vm(&self, vm: VmId, force: bool) -> Result<(), HypervisorError> {
+            self.inner.stop_vm(vm, force).await
+        }
+        async fn destroy_vm(&self, vm: VmId) -> Result<(), HypervisorError> {
+            self.inner.destroy_vm(vm).await
+        }
+        async fn prepare_incoming(&self, spec: &VmSpec) -> Result<(), HypervisorError> {
+            self.inner.prepare_incoming(spec).await
+        }
+        async fn migrate_out(&self, vm: VmId, target_address: &str) -> Result<(), HypervisorError> {
+            self.inner.migrate_out(vm, target_address).await
+        }
+        async fn finish_incoming(&self, vm: VmId) -> Result<(), HypervisorError> {
+            self.inner.finish_incoming(vm).await
+        }
+        async fn list_vms(&self) -> Vec<api::agent::VmReport> {
+            self.inner.list_vms().await
+        }
+        async fn vms_on_storage(&self, storage_url: &str) -> Vec<VmId> {
+            self.inner.vms_on_storage(storage_url).await
+        }
+        fn changes(&self) -> watch::Receiver<u64> {
+            self.inner.changes()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_under_way_at_the_self_fence_never_lets_the_record_say_the_host_runs_nothing() {
+        use crate::storage_heartbeat::StorageHeartbeat;
+        let health = Arc::new(Health::new(Vec::new()));
+        health.welcomed(api::HostId::new_random(), HaSettings::default(), Vec::new(), Instant::now());
+        let hypervisor = Arc::new(SlowStarts {
+            inner: memory_hypervisor(),
+            entered: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
+        });
+        let beat = StorageHeartbeat::new("h1".into(), Vec::new(), health.clone(), hypervisor.clone(), None);
+        let guardian =
+            Guardian { host: "h1".into(), health: health.clone(), hypervisor: hypervisor.clone(), watchdog: None };
+        let vm = spec("raced");
+        let start = tokio::spawn({
+            let (health, hypervisor, vm) = (health.clone(), hypervisor.clone(), vm.clone());
+            async move { execute(hypervisor.as_ref(), &health, Command::StartVm { vm }).await }
+        });
+        hypervisor.entered.notified().await;
+        // The agent fences itself while the start is inside the hypervisor: nothing is listed yet.
+        assert!(health.fence("isolated".into()));
+        assert!(!guardian.check().await, "a start still in the hypervisor: the host is not known to be safe");
+        assert!(hypervisor.list_vms().await.is_empty());
+        let record = beat.record(1, Duration::from_secs(1), 0).await;
+        assert!(record.self_fenced);
+        assert_ne!(
+            record.running_vms, 0,
+            "the record must not say \"fenced, runs nothing\" while a start is under way"
+        );
+        // A start arriving now is refused at the gate, whatever the session checked before.
+        let late = execute(hypervisor.as_ref(), &health, Command::StartVm { vm: spec("late") }).await;
+        assert!(matches!(&late, CommandOutcome::Refused { reason } if reason.contains("fenced itself")), "{late:?}");
+        // The raced start lands; its own command stops the VM before the start counts as finished.
+        hypervisor.release.notify_one();
+        let outcome = start.await.unwrap();
+        assert!(
+            matches!(&outcome, CommandOutcome::Failed { reason } if reason.contains("while the VM was starting")),
+            "{outcome:?}"
+        );
+        let vms = health.annotate(hypervisor.list_vms().await);
+        assert_eq!(vms.len(), 1);
+        assert_eq!(vms[0].state, api::agent::AgentVmState::Stopped);
+        assert!(matches!(vms[0].stop_reason, Some(AgentStopReason::SelfFenced { .. })));
+        // Only now may the record say so.
+        let record = beat.record(2, Duration::from_secs(1), record.running_vms).await;
+        assert_eq!((record.self_fenced, record.running_vms), (true, 0));
+        assert!(guardian.check().await);
     }
 
     #[test]

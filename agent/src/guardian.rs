@@ -1,7 +1,7 @@
 //! The guardian: a few times per heartbeat interval it applies the self-fence rule
 //! ([`crate::self_fence`]) and the storage-outage rule to the agent's [`Health`], and acts on them. A
-//! self-fence force-stops every VM (and keeps stopping any that appears) until a server welcomes the
-//! agent again; a lost primary storage force-stops the VMs whose disks are on it. Each stop is recorded
+//! self-fence force-stops every VM (and keeps stopping any that appears; a start already under way is
+//! stopped by its own command, see `connection::execute`) until a server welcomes the agent again; a lost primary storage force-stops the VMs whose disks are on it. Each stop is recorded
 //! with its reason for the inventories. The guardian also pets the hardware watchdog, when there is one,
 //! while everything it had to stop did stop.
 
@@ -83,6 +83,10 @@ impl Guardian {
                 self.health.set_stop_reason(vm.vm_id, AgentStopReason::SelfFenced { reason: reason.clone() });
                 safe &= self.force_stop(vm.vm_id).await;
             }
+            // A start that passed the start gate before the fence stops its VM itself once the
+            // hypervisor returns; until then the host is not known to be safe (a start that hangs in the
+            // hypervisor leaves the watchdog unpetted, and the hardware resets the host).
+            safe &= self.health.start_gate().starts_in_flight == 0;
         }
         safe
     }

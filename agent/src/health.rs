@@ -1,7 +1,12 @@
 //! What the agent knows about its own reachability, shared by its tasks: when a management server last
-//! answered, what each storage heartbeat write did, which cluster peers were heard lately, the HA timing
-//! the server sent, and whether the agent has fenced itself. The session loop reports it in heartbeats;
-//! the guardian ([`crate::guardian`]) feeds it to the self-fence rule.
+//! proved that it heard the agent, what each storage heartbeat write did, which cluster peers were heard
+//! lately, the HA timing the server sent, and whether the agent has fenced itself. The session loop
+//! reports it in heartbeats; the guardian ([`crate::guardian`]) feeds it to the self-fence rule.
+//!
+//! It is also the **start gate**: a command that makes a VM run here passes [`Health::begin_start`] at the
+//! moment it starts, under the same lock a self-fence is recorded under. After the fence every start is
+//! refused; a start already past the gate is counted until it has finished, and the storage heartbeat
+//! never publishes "fenced, runs no VM" while one is counted (see [`Health::start_gate`]).
 
 use crate::self_fence::{self, FenceInputs, FenceTimeouts, Verdict};
 use api::agent::{AgentStopReason, Peer, StorageRecord, StorageView, VmReport};
@@ -62,12 +67,40 @@ struct State {
     host_id: Option<HostId>,
     settings: HaSettings,
     peers: Vec<Peer>,
+    /// When the agent SENT the latest message a management server proved it recorded: the heartbeat
+    /// of the latest `HeartbeatAck`, or the `Hello` of the latest `Welcome` (the agent's start before
+    /// any). Never the arrival of a frame: a frame from a server proves nothing about what it heard.
     last_server_contact: Instant,
     storage: BTreeMap<String, StorageState>,
     heard: HashMap<HostId, Instant>,
     /// Why the agent fenced itself; cleared by the next `Welcome`.
     fenced: Option<String>,
+    /// Starts past the start gate that have not finished yet.
+    starts_in_flight: u32,
     stop_reasons: HashMap<VmId, AgentStopReason>,
+}
+
+/// The start gate at one moment (see [`Health::start_gate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartGate {
+    /// The agent has fenced itself: no start can pass the gate until a server welcomes it again.
+    pub fenced: bool,
+    /// Starts that passed the gate before and have not finished: their VMs may not be listed yet.
+    pub starts_in_flight: u32,
+}
+
+/// A start that passed the gate; it counts as in flight until dropped.
+#[derive(Debug)]
+#[must_use = "the start counts as in flight only while the permit lives"]
+pub struct StartPermit<'a> {
+    health: &'a Health,
+}
+
+impl Drop for StartPermit<'_> {
+    fn drop(&mut self) {
+        let mut state = self.health.state.lock().unwrap();
+        state.starts_in_flight = state.starts_in_flight.saturating_sub(1);
+    }
 }
 
 #[derive(Debug)]
@@ -93,6 +126,7 @@ impl Health {
                 storage: storage_names.into_iter().map(|name| (name, StorageState::default())).collect(),
                 heard: HashMap::new(),
                 fenced: None,
+                starts_in_flight: 0,
                 stop_reasons: HashMap::new(),
             }),
             fenced_tick: watch::channel(0).0,
@@ -115,13 +149,15 @@ impl Health {
         self.state.lock().unwrap().peers.clone()
     }
 
-    /// A server welcomed the agent: its id, timing and peers; a self-fence ends here.
-    pub fn welcomed(&self, host_id: HostId, settings: HaSettings, peers: Vec<Peer>) {
+    /// A server welcomed the agent: its id, timing and peers; a self-fence ends here. The server
+    /// recorded the host (with a heartbeat time) before it sent the welcome, so the welcome is contact
+    /// from `hello_sent`, when the agent sent its `Hello`.
+    pub fn welcomed(&self, host_id: HostId, settings: HaSettings, peers: Vec<Peer>, hello_sent: Instant) {
         let mut state = self.state.lock().unwrap();
         state.host_id = Some(host_id);
         state.settings = settings;
         state.peers = peers.into_iter().filter(|peer| peer.host_id != host_id).collect();
-        state.last_server_contact = Instant::now();
+        state.last_server_contact = state.last_server_contact.max(hello_sent);
         if let Some(reason) = state.fenced.take() {
             tracing::info!("welcomed again: the self-fence ({reason}) is over; VMs may start");
         }
@@ -133,23 +169,30 @@ impl Health {
         state.peers = peers.into_iter().filter(|peer| Some(peer.host_id) != own).collect();
     }
 
-    /// A frame arrived from the management server.
-    pub fn server_contact(&self) {
-        self.state.lock().unwrap().last_server_contact = Instant::now();
+    /// A server acknowledged a heartbeat: it recorded it, so the engine has heard the agent at least as
+    /// late as `sent_at`, when the agent sent that heartbeat. That (not the ack's arrival) is the contact.
+    pub fn heartbeat_acknowledged(&self, sent_at: Instant) {
+        let mut state = self.state.lock().unwrap();
+        state.last_server_contact = state.last_server_contact.max(sent_at);
     }
 
+    /// How long ago the agent sent the latest message a server proved it recorded.
     pub fn since_server_contact(&self) -> Duration {
         self.state.lock().unwrap().last_server_contact.elapsed()
     }
 
-    /// The outcome of one storage heartbeat: the own write, and the peers' records read (`None` when the
-    /// read failed or did not happen).
-    pub fn storage_beat(&self, name: &str, written: Result<(), String>, read: Option<Vec<StorageRecord>>) {
+    /// The outcome of one storage heartbeat: the own write (`Ok(began)`: it succeeded, and began then),
+    /// and the peers' records read (`None` when the read failed or did not happen).
+    ///
+    /// A successful write counts from when it BEGAN: other hosts may read the new record (and the
+    /// engine count the host alive on storage) as soon as the rename lands, which can be long before
+    /// a slow fsync returns; the agent's storage contact must never be later than the engine's.
+    pub fn storage_beat(&self, name: &str, written: Result<Instant, String>, read: Option<Vec<StorageRecord>>) {
         let mut state = self.state.lock().unwrap();
         let entry = state.storage.entry(name.to_owned()).or_default();
         match written {
-            Ok(()) => {
-                entry.last_ok = Some(Instant::now());
+            Ok(began) => {
+                entry.last_ok = entry.last_ok.max(Some(began));
                 entry.last_ok_wall_ms = Some(chrono::Utc::now().timestamp_millis());
                 entry.write_ok = true;
                 entry.last_error = None;
@@ -222,6 +265,45 @@ impl Health {
     /// Why the agent is fenced, if it is.
     pub fn fenced(&self) -> Option<String> {
         self.state.lock().unwrap().fenced.clone()
+    }
+
+    /// Why a VM may not start here now (on `storage`, when it is known): the agent fenced itself, or
+    /// the storage is lost to this host.
+    pub fn start_refusal(&self, storage: Option<&str>) -> Option<String> {
+        Self::refusal(&self.state.lock().unwrap(), storage)
+    }
+
+    fn refusal(state: &State, storage: Option<&str>) -> Option<String> {
+        if let Some(reason) = &state.fenced {
+            return Some(format!(
+                "this host fenced itself ({reason}); it starts no VM until a management server welcomes it again"
+            ));
+        }
+        let lost = storage.and_then(|storage| Some((storage, state.storage.get(storage)?.lost.as_ref()?)));
+        lost.map(|(storage, error)| {
+            format!("primary storage {storage} is lost to this host (heartbeat writes fail: {error})")
+        })
+    }
+
+    /// The start gate: checked at the moment a VM starts, under the lock [`Health::fence`] takes. Refused
+    /// once the agent has fenced itself (or the VM's storage is lost); otherwise the start counts as in
+    /// flight until the permit is dropped, which the caller does only after the hypervisor call returned
+    /// (and after stopping the VM again if the agent fenced itself meanwhile).
+    pub fn begin_start(&self, storage: Option<&str>) -> Result<StartPermit<'_>, String> {
+        let mut state = self.state.lock().unwrap();
+        if let Some(reason) = Self::refusal(&state, storage) {
+            return Err(reason);
+        }
+        state.starts_in_flight += 1;
+        Ok(StartPermit { health: self })
+    }
+
+    /// The start gate now, in one look. Taken BEFORE listing the VMs, it makes the listing complete:
+    /// when `fenced` and no start is in flight, no VM can start until a new welcome, so a listing that
+    /// follows shows every VM that can run here.
+    pub fn start_gate(&self) -> StartGate {
+        let state = self.state.lock().unwrap();
+        StartGate { fenced: state.fenced.is_some(), starts_in_flight: state.starts_in_flight }
     }
 
     /// Record the self-fence; `false` when the agent was already fenced.
@@ -320,10 +402,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_storage_is_lost_after_the_timeout_and_found_again_after_a_write() {
         let health = Health::new(["nfs://a".to_owned(), "nfs://b".to_owned()]);
-        health.storage_beat("nfs://a", Ok(()), Some(Vec::new()));
-        health.storage_beat("nfs://b", Ok(()), Some(Vec::new()));
+        health.storage_beat("nfs://a", Ok(Instant::now()), Some(Vec::new()));
+        health.storage_beat("nfs://b", Ok(Instant::now()), Some(Vec::new()));
         tokio::time::advance(Duration::from_secs(2)).await;
-        health.storage_beat("nfs://a", Ok(()), None);
+        health.storage_beat("nfs://a", Ok(Instant::now()), None);
         health.storage_beat("nfs://b", Err("EIO".into()), None);
         assert!(health.update_lost_storage().is_empty());
         tokio::time::advance(Duration::from_millis(2500)).await;
@@ -332,7 +414,7 @@ mod tests {
         assert_eq!(health.lost_storages(), vec![("nfs://b".to_owned(), "EIO".to_owned())], "and lost until written");
         assert!(health.storage_refusal("nfs://b").unwrap().contains("EIO"));
         assert!(health.storage_refusal("nfs://a").is_none());
-        health.storage_beat("nfs://b", Ok(()), None);
+        health.storage_beat("nfs://b", Ok(Instant::now()), None);
         health.update_lost_storage();
         assert!(health.storage_refusal("nfs://b").is_none());
         let views = health.storage_views();
@@ -351,7 +433,7 @@ mod tests {
         let own = HostId::new_random();
         let other = HostId::new_random();
         let peer = |host_id| Peer { host_id, name: "p".into(), address: "127.0.0.1:1".into() };
-        health.welcomed(own, HaSettings::default(), vec![peer(own), peer(other)]);
+        health.welcomed(own, HaSettings::default(), vec![peer(own), peer(other)], Instant::now());
         assert_eq!(health.fenced(), None);
         assert_eq!(health.peers().len(), 1);
         health.peer_heard(other);

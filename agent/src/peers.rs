@@ -220,7 +220,7 @@ mod tests {
         let settings = HaSettings { heartbeat_interval: std::time::Duration::from_millis(50), ..HaSettings::default() };
         let health = |own, peer: Peer| {
             let health = Arc::new(Health::new(Vec::new()));
-            health.welcomed(own, settings, vec![peer]);
+            health.welcomed(own, settings, vec![peer], tokio::time::Instant::now());
             health
         };
         let a_health =

@@ -32,7 +32,8 @@ impl FenceTimeouts {
 #[derive(Clone, Debug)]
 pub struct FenceInputs<'a> {
     pub now_ms: i64,
-    /// The last frame from a management server (or the agent's start, before any).
+    /// When the agent sent the latest heartbeat (or hello) a management server acknowledged having
+    /// recorded (or the agent's start, before any): never later than the engine's last heartbeat time.
     pub last_server_contact_ms: i64,
     /// The last successful write of the agent's own record on any shared storage; `None` when it never
     /// wrote one (no storage configured, or none writable since the start).

@@ -124,18 +124,8 @@ impl StorageHeartbeat {
             let started = Instant::now();
             let interval = self.health.settings().heartbeat_interval;
             counter += 1;
-            if let Ok(vms) = tokio::time::timeout(interval, self.hypervisor.list_vms()).await {
-                running_vms =
-                    vms.iter().filter(|vm| !matches!(vm.state, AgentVmState::Stopped | AgentVmState::Crashed)).count()
-                        as u32;
-            }
-            let record = StorageRecord {
-                host: self.host.clone(),
-                counter,
-                written_at_ms: chrono::Utc::now().timestamp_millis(),
-                self_fenced: self.health.fenced().is_some(),
-                running_vms,
-            };
+            let record = self.record(counter, interval, running_vms).await;
+            running_vms = record.running_vms;
             for (mount, in_flight) in &self.mounts {
                 self.beat(mount, in_flight, &record, interval);
             }
@@ -143,9 +133,35 @@ impl StorageHeartbeat {
         }
     }
 
+    /// This beat's record. The engine takes a record saying `self_fenced` with `running_vms: 0` as proof
+    /// that the host runs nothing (contract rule 5(b)), so that pair is written only when it is true:
+    /// the start gate is looked at BEFORE the VMs are listed, and both fields come from that one look.
+    /// Fenced with no start in flight, no VM can start until a new welcome, so the listing that follows
+    /// is complete; a start still in flight (its VM perhaps not listed yet) counts as running. A listing
+    /// that does not answer within `interval` keeps the previous count, and never says "none" for a
+    /// fenced agent.
+    pub async fn record(&self, counter: u64, interval: Duration, previous_running: u32) -> StorageRecord {
+        let gate = self.health.start_gate();
+        let listed = tokio::time::timeout(interval, self.hypervisor.list_vms()).await.ok().map(|vms| {
+            vms.iter().filter(|vm| !matches!(vm.state, AgentVmState::Stopped | AgentVmState::Crashed)).count() as u32
+        });
+        let running_vms = match listed {
+            Some(running) => running + gate.starts_in_flight,
+            None if gate.fenced => previous_running.max(1),
+            None => previous_running,
+        };
+        StorageRecord {
+            host: self.host.clone(),
+            counter,
+            written_at_ms: chrono::Utc::now().timestamp_millis(),
+            self_fenced: gate.fenced,
+            running_vms,
+        }
+    }
+
     /// Start one write (and the read after it) on the blocking pool; its outcome reaches [`Health`] when it
-    /// returns. A slow write that succeeds still counts, when it succeeds; the storage counts as lost only
-    /// when no write has succeeded for the storage timeout.
+    /// returns. A slow write that succeeds still counts, from when it began (see [`Health::storage_beat`]);
+    /// the storage counts as lost only when no write has succeeded for the storage timeout.
     fn beat(
         &self,
         mount: &StorageMount,
@@ -173,6 +189,7 @@ impl StorageHeartbeat {
             }
             *pending = Some(Instant::now());
         }
+        let began = Instant::now();
         let dir = mount.dir.clone();
         let own = record.clone();
         let job = tokio::task::spawn_blocking(move || {
@@ -186,7 +203,8 @@ impl StorageHeartbeat {
             *in_flight.lock().unwrap() = None;
             match outcome {
                 Ok((written, read)) => {
-                    let written = written.map_err(|error| format!("cannot write the heartbeat record: {error}"));
+                    let written =
+                        written.map(|()| began).map_err(|error| format!("cannot write the heartbeat record: {error}"));
                     if let Err(error) = &written {
                         tracing::warn!(storage = %name, "{error}");
                     }
@@ -264,7 +282,7 @@ mod tests {
         assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
         let health = Arc::new(Health::new(["nfs://hung".to_owned(), "nfs://fine".to_owned()]));
         let settings = HaSettings { heartbeat_interval: Duration::from_millis(50), ..HaSettings::default() };
-        health.welcomed(api::HostId::new_random(), settings, Vec::new());
+        health.welcomed(api::HostId::new_random(), settings, Vec::new(), Instant::now());
         let hypervisor = MemoryHypervisor::new(
             api::v1::Resources { cpu_cores: 1, cpu_mhz: 1000, memory_mb: 1024 },
             Duration::from_millis(10),

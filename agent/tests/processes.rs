@@ -122,6 +122,7 @@ async fn session(
     let Some(AgentMessage::Hello { host }) = parse(&first) else { return };
     let name = host.name.clone();
     let (sender, mut outbox) = mpsc::channel(64);
+    let acks = sender.clone();
     let cluster_peers = {
         let mut seen = seen.lock().unwrap();
         seen.registrations.insert(name.clone(), host);
@@ -154,9 +155,11 @@ async fn session(
     while let Some(Ok(message)) = stream.next().await {
         let mut seen = seen.lock().unwrap();
         match parse(&message) {
-            Some(AgentMessage::Heartbeat { storage, peers_heard, .. }) => {
+            Some(AgentMessage::Heartbeat { seq, storage, peers_heard, .. }) => {
                 seen.storage.insert(name.clone(), storage);
                 seen.peers_heard.insert(name.clone(), peers_heard);
+                // Recorded: acknowledged, as a real server does (agents count only acks as contact).
+                let _ = acks.try_send(ServerMessage::HeartbeatAck { seq });
             }
             Some(AgentMessage::Inventory { vms }) => {
                 seen.inventories.insert(name.clone(), vms);

@@ -11,7 +11,8 @@
 //! parse: the agent's UDP port for peer heartbeats (`HostRegistration::peer_port`), the cluster's peers and
 //! the HA timeouts in `Welcome` (and `Peers` when the peer list changes), what the agent reads on its
 //! storage heartbeat channel in every `Heartbeat` (`storage`, `peers_heard`), and why the agent itself
-//! stopped a VM (`VmReport::stop_reason`).
+//! stopped a VM (`VmReport::stop_reason`). The server answers every heartbeat it has recorded with a
+//! `HeartbeatAck` carrying its `seq`; agents count only those as contact with a server.
 
 use crate::ids::*;
 use crate::v1::{HypervisorKind, Resources};
@@ -256,6 +257,13 @@ pub enum ServerMessage {
         code: String,
         message: String,
     },
+    /// The server has recorded the agent's heartbeat `seq` where the HA engine reads it, and only then
+    /// sends this. It is the only frame an agent counts as contact with a management server, and it
+    /// counts from the time the agent SENT heartbeat `seq` (docs/agent-ha.md): a frame that merely
+    /// arrives from a server proves nothing about what the server heard.
+    HeartbeatAck {
+        seq: u64,
+    },
 }
 
 pub const DEFAULT_SELF_FENCE_TIMEOUT_MS: u64 = 8000;
@@ -291,6 +299,13 @@ mod tests {
         assert_eq!(json["body"]["type"], "heartbeat");
         let back: Frame<AgentMessage> = serde_json::from_value(json).unwrap();
         assert_eq!(back, frame);
+    }
+
+    #[test]
+    fn a_heartbeat_ack_names_the_heartbeat() {
+        let text = r#"{"v":1,"body":{"type":"heartbeat-ack","seq":42}}"#;
+        let frame: Frame<ServerMessage> = serde_json::from_str(text).unwrap();
+        assert_eq!(frame.body, ServerMessage::HeartbeatAck { seq: 42 });
     }
 
     #[test]

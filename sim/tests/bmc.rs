@@ -113,7 +113,14 @@ async fn agent_session(mut socket: WebSocket, recorder: Recorder) {
     }
     while let Some(Ok(message)) = socket.recv().await {
         match parse(&message) {
-            Some(AgentMessage::Heartbeat { .. }) => recorder.record(Seen::Heartbeat { host: host.clone() }),
+            Some(AgentMessage::Heartbeat { seq, .. }) => {
+                recorder.record(Seen::Heartbeat { host: host.clone() });
+                // Acknowledged, as a real server does: agents count only acks as contact.
+                let ack = Frame::v1(ServerMessage::HeartbeatAck { seq });
+                if socket.send(Message::Text(serde_json::to_string(&ack).unwrap().into())).await.is_err() {
+                    break;
+                }
+            }
             Some(AgentMessage::Inventory { vms }) => recorder.record(Seen::Inventory { connection, vms }),
             _ if matches!(message, Message::Close(_)) => break,
             _ => {}

@@ -169,6 +169,7 @@ async fn session(socket: WebSocket, server: Server) {
     let Some(AgentMessage::Hello { host }) = parse(&first) else { return };
     let name = host.name.clone();
     let (sender, mut outbox) = mpsc::channel::<ServerMessage>(64);
+    let acks = sender.clone();
     // Registration, the welcome's peer list and the others' `Peers` updates in one critical section, so
     // that a later update always carries a later (larger) list.
     let cluster_peers = {
@@ -202,10 +203,12 @@ async fn session(socket: WebSocket, server: Server) {
     while let Some(Ok(message)) = stream.next().await {
         let mut seen = server.seen.lock().unwrap();
         match parse(&message) {
-            Some(AgentMessage::Heartbeat { storage, peers_heard, .. }) => {
+            Some(AgentMessage::Heartbeat { seq, storage, peers_heard, .. }) => {
                 *seen.heartbeats.entry(name.clone()).or_default() += 1;
                 seen.storage.insert(name.clone(), storage);
                 seen.peers_heard.insert(name.clone(), peers_heard);
+                // Recorded: acknowledged, as a real server does (agents count only acks as contact).
+                let _ = acks.try_send(ServerMessage::HeartbeatAck { seq });
             }
             Some(AgentMessage::Inventory { vms }) => {
                 seen.inventories.insert(name.clone(), vms);

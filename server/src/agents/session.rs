@@ -224,9 +224,18 @@ async fn handle(
                 sender.try_send(error_message("already-registered", "hello was already received on this connection"));
         }
         AgentMessage::Heartbeat { seq, storage, peers_heard, .. } => {
-            state.hub.ha_views.record_heartbeat(host_id, crate::db::now_ms(), &storage, &peers_heard);
-            if let Err(error) = state.db.host_record_heartbeat(host_id, crate::db::now_ms()).await {
-                tracing::warn!(host = %host_name, error = %error_chain(&error), "cannot record a heartbeat");
+            let received_ms = crate::db::now_ms();
+            state.hub.ha_views.record_heartbeat(host_id, received_ms, &storage, &peers_heard);
+            match state.db.host_record_heartbeat(host_id, received_ms).await {
+                // Acknowledged only once recorded where the HA engine reads it: the agent counts a server
+                // as reached through these acks alone, from when it sent the heartbeat, so its self-fence
+                // clock never runs ahead of the engine's `last_heartbeat_ms` (docs/agent-ha.md).
+                Ok(()) => {
+                    let _ = sender.try_send(ServerMessage::HeartbeatAck { seq });
+                }
+                Err(error) => {
+                    tracing::warn!(host = %host_name, error = %error_chain(&error), "cannot record a heartbeat");
+                }
             }
             if seq % ANNOUNCE_EVERY_HEARTBEATS == 0 {
                 // Only the heartbeat time moved: the failover plan did not change.

@@ -217,7 +217,9 @@ pub struct HostObservation {
     pub accepts_vms: bool,
     #[serde(default)]
     pub oobm: OobmObservation,
-    /// When a network heartbeat of this host last arrived at any management server.
+    /// When a network heartbeat of this host last arrived at any management server (and was recorded;
+    /// only then does the server acknowledge it, and the agent counts only acknowledged heartbeats as
+    /// contact, from their sending: its self-fence clock never runs ahead of this one).
     #[serde(default)]
     pub last_heartbeat_ms: Option<Millis>,
     pub memory_mb: u64,

@@ -83,7 +83,9 @@ pub(crate) fn being_read(now: Millis, timing: &Timing, host: &HostObservation) -
 }
 
 /// Contract rule 5(b): the host's own record, written after its last network heartbeat, says it
-/// fenced itself and runs no VM. Answers the reason.
+/// fenced itself and runs no VM. Answers the reason. The agent writes that pair only when it holds:
+/// it refuses every start from the fence on, and a start already under way counts as a running VM
+/// until it has returned and been stopped again (docs/agent-ha.md, "Starts racing the fence").
 pub(crate) fn self_fenced_record(host: &HostObservation) -> Option<String> {
     readings(host)
         .filter(|seen| seen.self_fenced && seen.running_vms == 0)
@@ -94,7 +96,10 @@ pub(crate) fn self_fenced_record(host: &HostObservation) -> Option<String> {
 
 /// Contract rule 5(c): no sign of life on either channel for longer than the self-fence timeout plus
 /// the margin, proven on every storage the host mounts (a storage nobody reads could still carry
-/// its heartbeat, and then the agent would not fence itself). Answers the reason.
+/// its heartbeat, and then the agent would not fence itself). Answers the reason. Sound because the
+/// agent's own clock of contact never runs ahead of `last_sign`: it counts a server only through
+/// acknowledged heartbeats, from their sending, and a storage write from its start (docs/agent-ha.md,
+/// "Contact with a management server"); a one-way cut cannot keep it from fencing itself in time.
 pub(crate) fn self_fence_deadline_passed(now: Millis, timing: &Timing, host: &HostObservation) -> Option<String> {
     let last = last_sign(host)?;
     let needed = timing.self_fence_timeout_ms + timing.self_fence_margin_ms;

@@ -210,6 +210,16 @@ pub enum BmcMode {
     WrongPassword,
 }
 
+/// Which way a `one-way-cut` cuts the link between a host and the management servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CutDirection {
+    /// What the agent sends is lost; what the servers send still arrives.
+    ToServers,
+    /// The servers hear the agent; nothing they send arrives.
+    FromServers,
+}
+
 // No deny_unknown_fields here: serde cannot combine it with `flatten`; the kind's variants deny them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Fault {
@@ -244,6 +254,14 @@ pub enum FaultKind {
         host: String,
         #[serde(default)]
         peers: bool,
+        #[serde(default)]
+        duration_s: Option<f64>,
+    },
+    /// One direction between the host and the management servers is cut, for `duration_s` or until
+    /// `net-heal` (peers and storage unaffected).
+    OneWayCut {
+        host: String,
+        direction: CutDirection,
         #[serde(default)]
         duration_s: Option<f64>,
     },
@@ -472,6 +490,7 @@ impl Scenario {
                 | FaultKind::AgentCrash { host }
                 | FaultKind::AgentRestart { host }
                 | FaultKind::NetCut { host, .. }
+                | FaultKind::OneWayCut { host, .. }
                 | FaultKind::NetHeal { host }
                 | FaultKind::Blip { host, .. }
                 | FaultKind::StorageHbLoss { host, .. }

@@ -239,6 +239,8 @@ pub fn healed(world: &World) -> bool {
         && world.scheduled.is_empty()
         && world.hosts.iter().all(|host| {
             !host.cut_from_servers
+                && !host.uplink_cut
+                && !host.downlink_cut
                 && !host.cut_from_peers
                 && !host.hb_loss
                 && host.bmc == super::format::BmcMode::Ok

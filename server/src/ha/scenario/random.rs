@@ -1,10 +1,12 @@
 //! Seeded random scenarios: a pool (one or two clusters in one zone, 2 to 5 hosts each, VMs of every
-//! priority, some on local storage, start orders) and 1 to 5 faults of every kind within the first
-//! 50 s, then every fault healed at 60 s and 60 s to settle, so that invariant 4 is judged too.
+//! priority, some on local storage, start orders) and 1 to 5 faults of every kind (one-way cuts too)
+//! within the first 50 s, then every fault healed at 60 s and 60 s to settle, so that invariant 4 is
+//! judged too.
 //! The same seed always gives the same scenario (and, the world being deterministic, the same run).
 
 use super::format::{
-    BmcMode, ClusterSpec, EngineSettings, Expect, Fault, FaultKind, HostSpec, Scenario, StorageSpec, VmSpec,
+    BmcMode, ClusterSpec, CutDirection, EngineSettings, Expect, Fault, FaultKind, HostSpec, Scenario, StorageSpec,
+    VmSpec,
 };
 use crate::ha::decide::Timing;
 use api::v1::RestartPriority;
@@ -86,6 +88,10 @@ pub fn generate(seed: u64) -> Scenario {
         let kind = match rng.gen_range(0..14) {
             0 | 1 => FaultKind::PowerLoss { host },
             2 => FaultKind::AgentCrash { host },
+            3 if rng.gen_bool(0.3) => {
+                let direction = if rng.gen_bool(0.5) { CutDirection::ToServers } else { CutDirection::FromServers };
+                FaultKind::OneWayCut { host, direction, duration_s: duration(&mut rng) }
+            }
             3 => FaultKind::NetCut { host, peers: rng.gen_bool(0.5), duration_s: duration(&mut rng) },
             4 => {
                 FaultKind::Blip { host, duration_s: f64::from(rng.gen_range(10..=40)) / 10.0, peers: rng.gen_bool(0.3) }

@@ -94,17 +94,21 @@ pub fn pause(world: &mut World, s: usize, duration: Millis) {
 }
 
 /// A heartbeat from host `h` arrives: liveness, storage report, inventory, epoch acknowledgement.
-pub fn deliver_heartbeat(world: &mut World, h: usize) {
+pub fn deliver_heartbeat(world: &mut World, h: usize, acknowledged: bool) {
     let now = world.now;
     let epoch = world.db.lease_epoch;
     let host = &mut world.hosts[h];
     let Some(agent) = host.agent.as_mut() else { return };
-    agent.last_server_ok = now;
-    agent.max_epoch = agent.max_epoch.max(epoch);
-    if agent.self_fenced {
-        agent.self_fenced = false;
-        let name = host.name.clone();
-        world.log(format!("{name}: agent reaches a server again (self-fence flag cleared)"));
+    // The server records the heartbeat, then acknowledges it: contact for the agent only if the ack
+    // gets back (as of the heartbeat's sending, which is now).
+    if acknowledged {
+        agent.last_server_ok = now;
+        agent.max_epoch = agent.max_epoch.max(epoch);
+        if agent.self_fenced {
+            agent.self_fenced = false;
+            let name = host.name.clone();
+            world.log(format!("{name}: agent reaches a server again (self-fence flag cleared)"));
+        }
     }
     let agent = world.hosts[h].agent.as_ref().expect("present");
     let db = &mut world.db.hosts[h];
@@ -225,7 +229,9 @@ fn bmc_done(world: &mut World, s: usize, h: usize, action: OobmAction, attempt: 
 /// A StartVm command reaches host `h`'s agent (if it can).
 fn command_arrives(world: &mut World, s: usize, vm: usize, h: usize, generation: i64, epoch: u64) {
     let now = world.now;
-    let reachable = world.reaches_servers(h) && world.hosts[h].powered && world.hosts[h].agent.is_some();
+    // Modelled as needing both directions (the command in, its answer out).
+    let reachable =
+        world.reaches_servers(h) && world.hears_servers(h) && world.hosts[h].powered && world.hosts[h].agent.is_some();
     if !reachable {
         // The hub knows the command was not delivered: the agent never got it.
         answer(world, s, vm, h, generation, StartOutcome::Failed { reason: "host not connected".into() });

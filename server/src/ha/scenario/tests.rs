@@ -2,7 +2,7 @@
 //! fail (a deliberately broken decision is caught); file errors name the field.
 
 use super::format::{FaultKind, Scenario};
-use super::world::{Outcome, World, run_with};
+use super::world::{Outcome, World, run_with, run_world};
 use super::{random, run, run_file};
 use crate::ha::decide::{Action, Decision};
 use std::path::PathBuf;
@@ -231,6 +231,24 @@ fn each_invariant_check_catches_a_broken_decision() {
         decision.actions.retain(|action| !matches!(action, Action::StartVm { .. }));
     });
     assert!(any_contains(&violations, "is not running although"), "{violations:?}");
+}
+
+#[test]
+fn a_one_way_cut_breaks_the_self_fence_deadline_only_for_agents_that_count_any_frame_as_contact() {
+    let scenario = load("one-way-cut-to-servers-bmc-unreachable.toml");
+    let acked = run(&scenario);
+    assert!(acked.passed(), "{}", acked.render());
+    assert!(
+        acked.timeline.iter().any(|(_, line)| line.contains("self-fence-deadline-passed")),
+        "fenced through the deadline rule:\n{}",
+        acked.render()
+    );
+    // The same world with agents as they were: the Peers frames that reach h1 keep it from fencing
+    // itself before the engine's deadline, and app runs twice.
+    let mut world = World::new(&scenario);
+    world.legacy_contact = true;
+    let legacy = run_world(world, &mut |_, _| {});
+    assert!(any_contains(&legacy.violations, "two copies"), "{}", legacy.render());
 }
 
 #[test]

@@ -7,6 +7,12 @@
 //!   counter last advanced), sends UDP peer heartbeats to its cluster, and sends its network heartbeat
 //!   (with what it read and its inventory) to the management servers, retrying every 200 ms while that
 //!   fails. The server acknowledges with the lease epoch.
+//! * **Contact** (as agent/src/connection.rs counts it): only a server's acknowledgement of a heartbeat
+//!   is contact, as of when that heartbeat was sent; a frame merely arriving from a server is not. A
+//!   session opens only when both directions work (its handshake); while it is open heartbeats reach the
+//!   servers even if the way back is cut, until the agent drops it for want of acks (half the self-fence
+//!   timeout, at least three intervals). Opening a session sends the cluster's other agents a `Peers`
+//!   frame. The directions can be cut one at a time (`one-way-cut`).
 //! * **Self-fencing** (contract rule 4, as agent/src/self_fence.rs does it): an agent that reached neither a
 //!   server nor any storage for the self-fence timeout less one heartbeat interval stops every VM; an agent
 //!   that lost the servers that long and whose side (itself + peers heard within the suspect timeout) is a
@@ -22,7 +28,7 @@
 //!   lease with an epoch). The lease holder renews it at every step; when it expires another server
 //!   takes it (epoch + 1) and resumes from the stored state. See [`super::runtime`].
 
-use super::format::{BmcMode, FaultKind, Scenario};
+use super::format::{BmcMode, CutDirection, FaultKind, Scenario};
 use super::invariants::{self, Checker};
 use super::runtime::{self, Server};
 use crate::ha::decide::{Decision, HaState, Millis, StopCause, Timing};
@@ -77,6 +83,8 @@ pub struct Agent {
     pub next_network_try: Millis,
     /// Own storage writes: storage -> (ok, at).
     pub writes: BTreeMap<usize, (bool, Millis)>,
+    /// The agent holds a session with the servers.
+    pub connected: bool,
 }
 
 impl Agent {
@@ -95,6 +103,7 @@ impl Agent {
             next_heartbeat: now + phase,
             next_network_try: now + phase,
             writes: BTreeMap::new(),
+            connected: false,
         }
     }
 
@@ -121,6 +130,10 @@ pub struct Host {
     pub guests: BTreeMap<usize, Guest>,
     pub bmc: BmcMode,
     pub cut_from_servers: bool,
+    /// Only the agent-to-servers direction is cut (`one-way-cut` to-servers).
+    pub uplink_cut: bool,
+    /// Only the servers-to-agent direction is cut (`one-way-cut` from-servers).
+    pub downlink_cut: bool,
     pub cut_from_peers: bool,
     pub hb_loss: bool,
     /// Since when its link to the servers is up (`None`: down).
@@ -236,6 +249,9 @@ pub struct World {
     pub scheduled: Vec<(Millis, FaultKind)>,
     pub last_fault_at: Millis,
     pub first_fault_at: Option<Millis>,
+    /// Tests only: agents count every frame from a server as contact, as they did before heartbeats
+    /// were acknowledged (a one-way cut then keeps an agent from fencing itself in time).
+    pub legacy_contact: bool,
 }
 
 /// The result of a run.
@@ -295,7 +311,12 @@ pub fn run(scenario: &Scenario) -> Outcome {
 }
 
 pub fn run_with(scenario: &Scenario, tamper: Tamper<'_>) -> Outcome {
-    let mut world = World::new(scenario);
+    run_world(World::new(scenario), tamper)
+}
+
+/// Runs a world built (and perhaps altered) by the caller.
+pub fn run_world(mut world: World, tamper: Tamper<'_>) -> Outcome {
+    let scenario = world.scenario.clone();
     let end = (scenario.duration_s * 1000.0).round() as Millis;
     let mut faults: Vec<(Millis, FaultKind)> =
         scenario.faults.iter().map(|fault| ((fault.at_s * 1000.0).round() as Millis, fault.kind.clone())).collect();
@@ -365,6 +386,8 @@ impl World {
                 guests: BTreeMap::new(),
                 bmc: BmcMode::Ok,
                 cut_from_servers: false,
+                uplink_cut: false,
+                downlink_cut: false,
                 cut_from_peers: false,
                 hb_loss: false,
                 server_link_since: Some(-1_000_000),
@@ -449,6 +472,7 @@ impl World {
             scheduled: Vec::new(),
             last_fault_at: 0,
             first_fault_at: None,
+            legacy_contact: false,
         }
     }
 
@@ -476,8 +500,18 @@ impl World {
     // Network
     // -----------------------------------------------------------------------------------------------
 
-    /// Can host `h` reach the management servers?
+    /// Does what host `h` sends reach the management servers?
     pub fn reaches_servers(&self, h: usize) -> bool {
+        !self.hosts[h].uplink_cut && self.linked_to_servers(h)
+    }
+
+    /// Does what the management servers send reach host `h`?
+    pub fn hears_servers(&self, h: usize) -> bool {
+        !self.hosts[h].downlink_cut && self.linked_to_servers(h)
+    }
+
+    /// Is host `h`'s link to the management servers up (in at least one direction)?
+    fn linked_to_servers(&self, h: usize) -> bool {
         let host = &self.hosts[h];
         if host.cut_from_servers {
             return false;
@@ -602,9 +636,26 @@ impl World {
                 self.log(format!("network cut between {host} and {what}"));
                 self.schedule_heal(*duration_s, FaultKind::NetHeal { host: host.clone() });
             }
+            FaultKind::OneWayCut { host, direction, duration_s } => {
+                let h = self.host_index(host);
+                let what = match direction {
+                    CutDirection::ToServers => {
+                        self.hosts[h].uplink_cut = true;
+                        "what it sends is lost, what the servers send arrives"
+                    }
+                    CutDirection::FromServers => {
+                        self.hosts[h].downlink_cut = true;
+                        "the servers hear it, nothing they send arrives"
+                    }
+                };
+                self.log(format!("one-way cut between {host} and the servers: {what}"));
+                self.schedule_heal(*duration_s, FaultKind::NetHeal { host: host.clone() });
+            }
             FaultKind::NetHeal { host } => {
                 let h = self.host_index(host);
                 self.hosts[h].cut_from_servers = false;
+                self.hosts[h].uplink_cut = false;
+                self.hosts[h].downlink_cut = false;
                 self.hosts[h].cut_from_peers = false;
                 self.log(format!("network of {host} healed"));
             }
@@ -695,7 +746,9 @@ impl World {
     fn physics(&mut self) {
         let now = self.now;
         for h in 0..self.hosts.len() {
-            let reaches = self.reaches_servers(h);
+            // Heard by the servers: over an open session even when the way back is cut.
+            let connected = self.hosts[h].agent.as_ref().is_some_and(|agent| agent.connected);
+            let reaches = self.reaches_servers(h) && (self.hears_servers(h) || connected);
             let host = &mut self.hosts[h];
             match (reaches && host.powered, host.server_link_since) {
                 (true, None) => host.server_link_since = Some(now),
@@ -733,6 +786,8 @@ impl World {
         let host = &mut self.hosts[h];
         let Some(agent) = host.agent.as_mut() else { return };
         agent.self_fenced = true;
+        // Fencing ends the session; only a new welcome ends the fence.
+        agent.connected = false;
         let stopped: Vec<usize> = host.guests.keys().copied().collect();
         for vm in &stopped {
             agent.stop_causes.insert(*vm, cause);
@@ -806,11 +861,27 @@ impl World {
             agent.next_heartbeat += timing.heartbeat_interval_ms;
             agent.next_network_try = now;
         }
-        // Network heartbeat (with inventory and storage report), retried while it fails.
+        // The agent drops a session without acks for half the self-fence timeout (at least three
+        // intervals), and one whose link is down both ways.
+        let (up, down) = (self.reaches_servers(h) && runtime::any_server_up(self), self.hears_servers(h));
+        let silence_limit = (timing.self_fence_timeout_ms / 2).max(3 * timing.heartbeat_interval_ms);
+        if let Some(agent) = self.hosts[h].agent.as_mut()
+            && agent.connected
+            && ((!up && !down) || now - agent.last_server_ok > silence_limit)
+        {
+            agent.connected = false;
+        }
+        // Network heartbeat (with inventory and storage report), retried while it fails. A session opens
+        // only when both directions work; an open one carries heartbeats while only the way back is cut.
         let try_network = self.hosts[h].agent.as_ref().is_some_and(|agent| now >= agent.next_network_try);
         if try_network {
-            if self.reaches_servers(h) && runtime::any_server_up(self) {
-                runtime::deliver_heartbeat(self, h);
+            let connected = self.hosts[h].agent.as_ref().is_some_and(|agent| agent.connected);
+            if up && (connected || down) {
+                if !connected {
+                    self.hosts[h].agent.as_mut().expect("checked").connected = true;
+                    self.peers_frame(h);
+                }
+                runtime::deliver_heartbeat(self, h, down);
                 let agent = self.hosts[h].agent.as_mut().expect("checked");
                 agent.next_network_try = agent.next_heartbeat;
             } else {
@@ -879,6 +950,25 @@ impl World {
             if minority && !self.hosts[h].guests.is_empty() {
                 let why = format!("lost the servers; its side has {} of {n} hosts", side.len());
                 self.stop_all(h, StopCause::SelfFenced, &why);
+            }
+        }
+    }
+
+    /// Host `h` opened a session: the servers send the other agents of its cluster a `Peers` frame. It
+    /// proves nothing about what the servers hear; only [`World::legacy_contact`] agents count it.
+    fn peers_frame(&mut self, h: usize) {
+        if !self.legacy_contact {
+            return;
+        }
+        let now = self.now;
+        for other in self.cluster_hosts(h) {
+            if other == h || !self.hears_servers(other) {
+                continue;
+            }
+            if let Some(agent) = self.hosts[other].agent.as_mut()
+                && agent.connected
+            {
+                agent.last_server_ok = now;
             }
         }
     }
