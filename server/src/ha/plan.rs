@@ -398,7 +398,12 @@ impl Model {
         if let Some(h) = state.location[v] {
             return Err(PlanError::AlreadyRunning { vm: vm.to_owned(), host: self.hosts[h].name.clone() });
         }
-        let before = self.report(budget);
+        // "Before" is the pool without this VM: a stopped VM is asked about because it is not running,
+        // so it must not count as a protected VM waiting to be placed (that would make the start look
+        // free, or the pool look overcommitted already).
+        let mut before_model = Model { hosts: self.hosts.clone(), vms: self.vms.clone(), limit: self.limit };
+        before_model.vms[v].priority = RestartPriority::DoNotRestart;
+        let before = before_model.report(budget);
         let host = match on {
             Some(name) => Some(self.host_index(name)?),
             None => choose_host(self, &state, v, false),

@@ -189,6 +189,26 @@ fn admission_keeps_the_plan_unless_the_pool_is_already_overcommitted() {
 }
 
 #[test]
+fn admitting_a_stopped_protected_vm_counts_the_pool_without_it_before() {
+    // Two hosts of 8 GiB, a and b protected and running. Starting the stopped protected c (6 GiB)
+    // leaves no room to restart a or b after a failure: capacity 1 -> 0, so it is refused; the
+    // "before" figure must not already include c (that made the pool look overcommitted).
+    let pool = PlanPool {
+        hosts: vec![host("h1", 8192), host("h2", 8192)],
+        vms: vec![
+            vm("a", 2048, Some("h1"), Restart),
+            vm("b", 2048, Some("h2"), Restart),
+            vm("c", 6144, None, Restart),
+        ],
+        failure_limit: 1,
+    };
+    let admission = Model::new(&pool).unwrap().admit_start("c", Some("h1"), DEFAULT_SEARCH_BUDGET).unwrap();
+    assert_eq!((admission.capacity_before, admission.capacity_after), (Some(1), Some(0)), "{admission:?}");
+    assert!(!admission.admitted, "{admission:?}");
+    assert!(!admission.reason.contains("already overcommitted"), "{admission:?}");
+}
+
+#[test]
 fn bad_input_is_named() {
     let pool = PlanPool { hosts: vec![host("h1", 1), host("h1", 1)], vms: vec![], failure_limit: 0 };
     assert_eq!(Model::new(&pool).err(), Some(PlanError::DuplicateHost("h1".into())));
