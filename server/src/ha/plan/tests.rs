@@ -195,11 +195,7 @@ fn admitting_a_stopped_protected_vm_counts_the_pool_without_it_before() {
     // "before" figure must not already include c (that made the pool look overcommitted).
     let pool = PlanPool {
         hosts: vec![host("h1", 8192), host("h2", 8192)],
-        vms: vec![
-            vm("a", 2048, Some("h1"), Restart),
-            vm("b", 2048, Some("h2"), Restart),
-            vm("c", 6144, None, Restart),
-        ],
+        vms: vec![vm("a", 2048, Some("h1"), Restart), vm("b", 2048, Some("h2"), Restart), vm("c", 6144, None, Restart)],
         failure_limit: 1,
     };
     let admission = Model::new(&pool).unwrap().admit_start("c", Some("h1"), DEFAULT_SEARCH_BUDGET).unwrap();
