@@ -20,7 +20,7 @@ use api::{ClusterId, HostId, StoragePoolId, VmId, ZoneId};
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Whether live events are flowing, shown in the top bar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +56,9 @@ pub struct Store {
     session: Session,
     /// HA switches, state and transitions of the hosts some page showed (see [`Store::want_host_ha`]).
     pub host_ha: RwSignal<BTreeMap<HostId, HostHa>>,
-    /// Hosts whose HA is being fetched now.
-    host_ha_pending: StoredValue<BTreeSet<HostId>>,
+    /// Hosts whose HA is being fetched now, each with whether to fetch again once the answer is in
+    /// (something changed while the request was on its way, so the answer may be stale).
+    host_ha_pending: StoredValue<BTreeMap<HostId, bool>>,
     /// The HA incidents known so far (the list page loads them; live events add and update them).
     pub incidents: RwSignal<BTreeMap<IncidentId, HaIncident>>,
     /// Incident timelines, oldest first: loaded by the incident page, extended by live events.
@@ -114,7 +115,7 @@ impl Store {
             reload_seq: StoredValue::new(0),
             session,
             host_ha: RwSignal::new(BTreeMap::new()),
-            host_ha_pending: StoredValue::new(BTreeSet::new()),
+            host_ha_pending: StoredValue::new(BTreeMap::new()),
             incidents: RwSignal::new(BTreeMap::new()),
             incident_events: RwSignal::new(BTreeMap::new()),
         };
@@ -189,7 +190,8 @@ impl Store {
             HaEvent::HostState { host_id, transition, reason } => {
                 let known = self.host_ha.with_untracked(|known| known.contains_key(&host_id));
                 if !known {
-                    // A host no page showed yet: fetch it whole (a page may be waiting for it).
+                    // A host no page showed yet: fetch it whole (again, if a fetch is on its way: its
+                    // answer may predate this change).
                     self.fetch_host_ha(host_id);
                     return;
                 }
@@ -221,27 +223,53 @@ impl Store {
         }
     }
 
-    /// Fetches one host's HA (again) into [`Store::host_ha`].
+    /// Fetches one host's HA (again) into [`Store::host_ha`]. While a fetch is on its way, another one
+    /// follows once it answered, since its answer may predate what made us ask.
     pub fn fetch_host_ha(self, host: HostId) {
-        let started = self.host_ha_pending.try_update_value(|pending| pending.insert(host)).unwrap_or(false);
+        let started = self
+            .host_ha_pending
+            .try_update_value(|pending| match pending.get_mut(&host) {
+                Some(again) => {
+                    *again = true;
+                    false
+                }
+                None => {
+                    pending.insert(host, false);
+                    true
+                }
+            })
+            .unwrap_or(false);
         if !started {
             return;
         }
         spawn_local(async move {
             let answer = api_client::host_ha(host).await;
-            if self.host_ha_pending.try_update_value(|pending| pending.remove(&host)).is_none() {
+            let Some(again) = self.host_ha_pending.try_update_value(|pending| pending.remove(&host)).flatten() else {
                 return;
-            }
+            };
             match answer {
                 Ok(ha) => self.upsert_host_ha(ha),
                 Err(error) => self.session.notice(&error),
             }
+            if again {
+                self.fetch_host_ha(host);
+            }
         });
     }
 
+    /// Stores a host's HA as the server answered; an answer older than a transition that arrived live
+    /// meanwhile updates only the switches and provider, so a state never appears to go back in time.
     pub fn upsert_host_ha(self, mut ha: HostHa) {
         chain_order(&mut ha.transitions);
         self.host_ha.update(|known| {
+            if let Some(current) = known.get_mut(&ha.host_id)
+                && newer_than(current, &ha)
+            {
+                current.enabled = ha.enabled;
+                current.enabled_effective = ha.enabled_effective;
+                current.provider = ha.provider;
+                return;
+            }
             known.insert(ha.host_id, ha);
         });
     }
@@ -396,6 +424,15 @@ fn apply_transition(ha: &mut HostHa, transition: api::v1::HaTransition, reason: 
     chain_order(&mut ha.transitions);
 }
 
+/// Whether `current` holds a transition `answer` does not know, as recent as the answer's latest.
+fn newer_than(current: &HostHa, answer: &HostHa) -> bool {
+    let Some(latest) = current.transitions.first() else {
+        return false;
+    };
+    let answered = answer.transitions.first().map(|transition| transition.at);
+    !answer.transitions.contains(latest) && answered.is_none_or(|answered| latest.at >= answered)
+}
+
 /// Transitions kept per host, as many as the server shows.
 const TRANSITIONS_KEPT: usize = 100;
 
@@ -458,5 +495,26 @@ mod tests {
         chain_order(&mut listed);
         let order: Vec<(S, S)> = listed.iter().map(|t| (t.from, t.to)).collect();
         assert_eq!(order, [(S::Checking, S::Fencing), (S::Suspect, S::Checking), (S::Available, S::Suspect)]);
+    }
+
+    #[test]
+    fn an_answer_older_than_a_live_transition_does_not_take_the_state_back() {
+        let ha = |transitions: Vec<HaTransition>, state: S| HostHa {
+            host_id: HostId(uuid::Uuid::nil()),
+            host_name: "h".to_owned(),
+            cluster_id: api::ClusterId(uuid::Uuid::nil()),
+            enabled: true,
+            enabled_effective: true,
+            provider: api::v1::HaProvider::Sim,
+            state,
+            reason: None,
+            since: None,
+            transitions,
+        };
+        let live = ha(vec![step(S::Disabled, S::Available, 5)], S::Available);
+        assert!(newer_than(&live, &ha(vec![], S::Disabled)));
+        assert!(!newer_than(&live, &ha(vec![step(S::Disabled, S::Available, 5)], S::Available)));
+        assert!(!newer_than(&live, &ha(vec![step(S::Available, S::Suspect, 6)], S::Suspect)));
+        assert!(!newer_than(&ha(vec![], S::Disabled), &ha(vec![], S::Available)));
     }
 }

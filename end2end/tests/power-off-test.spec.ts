@@ -21,6 +21,7 @@ import {
   type Page,
   type TestInfo,
 } from '@playwright/test';
+import { randomBytes } from 'node:crypto';
 
 const baseURL = process.env.PARAPET_URL ?? '';
 const adminPassword = process.env.PARAPET_ADMIN_PASSWORD ?? '';
@@ -73,10 +74,10 @@ function nav(page: Page, name: string) {
   return page.getByRole('navigation').getByRole('link', { name, exact: true }).first();
 }
 
-async function signIn(page: Page) {
+async function signIn(page: Page, username = 'admin', password = adminPassword) {
   await page.goto('/');
-  await page.getByLabel('Username').fill('admin');
-  await page.getByLabel('Password').fill(adminPassword);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(nav(page, 'Hosts')).toBeVisible();
 }
@@ -361,5 +362,49 @@ test.describe('HA failover in the console', () => {
       await screenshot(page, testInfo, '13-ha-off-again');
       expect(pageErrors, 'no errors in the page').toEqual([]);
     });
+  });
+  test('a read-only user sees HA states and incidents but no switches, and why', async ({ page, browser }, testInfo) => {
+    const username = `ha-ro-${Math.random().toString(36).slice(2, 7)}`;
+    const password = `e2e-${randomBytes(9).toString('hex')}`;
+    await signIn(page);
+    const created = await page.request.post('/api/v1/users', {
+      headers: csrf,
+      data: { username, password, role: 'read-only' },
+    });
+    expect(created.status(), await created.text()).toBe(201);
+    const context = await browser.newContext({ baseURL });
+    try {
+      const userPage = await context.newPage();
+      await signIn(userPage, username, password);
+      await nav(userPage, 'Zones').click();
+      await expect(userPage.getByRole('switch', { name: `HA of zone ${zoneName}` })).toHaveCount(0);
+      await userPage.getByText("Why can't I switch HA?", { exact: true }).click();
+      await expect(userPage.getByText('Your role (read-only) cannot change HA settings')).toBeVisible();
+      await screenshot(userPage, testInfo, '01-read-only-zones');
+
+      await nav(userPage, 'Hosts').click();
+      const row = userPage.getByRole('row').filter({ has: userPage.getByRole('link', { name: hostName, exact: true }) });
+      await expect(row.locator('[data-ha-state]')).toHaveAttribute('data-ha-state', 'disabled');
+      await row.getByRole('link', { name: hostName, exact: true }).click();
+      const card = userPage.getByRole('region', { name: 'High availability' });
+      await expect(card.locator('.ha-state-line [data-ha-state]')).toHaveAttribute('data-ha-state', 'disabled');
+      await expect(card.getByRole('switch')).toHaveCount(0);
+      await expect(card.getByRole('table', { name: 'HA transitions' }).locator('tbody tr').first()).toBeVisible();
+      await screenshot(userPage, testInfo, '02-read-only-host');
+
+      await nav(userPage, 'HA incidents').click();
+      await expect(userPage.locator(`tr[data-host="${hostName}"]`).first()).toBeVisible();
+      await screenshot(userPage, testInfo, '03-read-only-incidents');
+
+      // The server refuses the switch as well.
+      const zone = await findByName<ZoneJson>(userPage.request, '/api/v1/zones', zoneName);
+      const refused = await userPage.request.put(`/api/v1/zones/${zone.id}/ha`, {
+        headers: csrf,
+        data: { enabled: true },
+      });
+      expect(refused.status()).toBe(403);
+    } finally {
+      await context.close();
+    }
   });
 });

@@ -46,6 +46,7 @@ fn state_meaning(state: HostHaState) -> &'static str {
 
 #[component]
 pub fn HaStateBadge(state: HostHaState, #[prop(optional)] reason: Option<String>) -> impl IntoView {
+    let reason = reason.filter(|reason| !reason.is_empty());
     let word = state.as_str();
     let title = match &reason {
         Some(reason) => format!("HA: {} ({reason})", state_meaning(state)),
