@@ -523,8 +523,12 @@ impl Db {
         Ok(())
     }
 
+    /// Records a network heartbeat received at `at_ms`. Only ever moves forward: a late write from an
+    /// older connection must not move the HA engine's "last heard" back in time.
     pub async fn host_record_heartbeat(&self, id: HostId, at_ms: i64) -> DbResult<()> {
-        sqlx::query("UPDATE hosts SET last_heartbeat_at = $1 WHERE id = $2")
+        sqlx::query(
+            "UPDATE hosts SET last_heartbeat_at = $1 WHERE id = $2 AND (last_heartbeat_at IS NULL OR last_heartbeat_at < $1)",
+        )
             .bind(at_ms)
             .bind(id.to_string())
             .execute(&self.pool)

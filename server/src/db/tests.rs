@@ -78,6 +78,13 @@ async fn hosts_register_once_by_name_and_map_their_storage() {
         db.host_record_heartbeat(first, 1_800_000_000_000).await.unwrap();
         let host = db.host_fetch(first).await.unwrap().unwrap();
         assert_eq!(host.last_heartbeat_at.unwrap().timestamp_millis(), 1_800_000_000_000);
+        db.host_record_heartbeat(first, 1_799_999_999_000).await.unwrap();
+        let host = db.host_fetch(first).await.unwrap().unwrap();
+        assert_eq!(
+            host.last_heartbeat_at.unwrap().timestamp_millis(),
+            1_800_000_000_000,
+            "a late write never goes back"
+        );
     })
     .await;
 }
