@@ -12,7 +12,8 @@ use crate::components::form::{Choice, ChoiceSelect};
 use crate::session::{Ability, Session};
 use api::HostId;
 use api::v1::{
-    ConfigureOobmRequest, HostOobm, OobmDriver, OobmErrorKind, OobmTestResult, PowerState, RedfishAuth, TestOobmRequest,
+    ConfigureOobmRequest, HostOobm, OobmDriver, OobmErrorKind, OobmFailure, OobmTestResult, PowerState, RedfishAuth,
+    TestOobmRequest,
 };
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -184,6 +185,18 @@ pub fn failure_label(kind: OobmErrorKind) -> &'static str {
     }
 }
 
+/// A failed BMC call in one sentence. The server's message already says what went wrong ("the BMC
+/// is unreachable: …", "the BMC refused the credentials: …"), so it is shown as it is, capitalised;
+/// the kind's label only stands in for an empty message.
+pub fn failure_text(failure: &OobmFailure) -> String {
+    let message = failure.message.trim();
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => failure_label(failure.kind).to_owned(),
+    }
+}
+
 fn power_label(power: PowerState) -> &'static str {
     crate::components::badges::power_word(power).1
 }
@@ -197,7 +210,7 @@ pub fn test_summary(result: &OobmTestResult) -> String {
             result.elapsed_ms
         ),
         Some(failure) => {
-            format!("{}: {} ({} ms)", failure_label(failure.kind), failure.message, result.elapsed_ms)
+            format!("Connection failed. {} ({} ms)", failure_text(failure), result.elapsed_ms)
         }
     }
 }
@@ -721,5 +734,18 @@ mod tests {
         assert_eq!(field_of("missing-password", "settings.password: nothing is stored yet"), Some(Field::Password));
         assert_eq!(field_of("invalid-body", "port: invalid type"), Some(Field::Port));
         assert_eq!(field_of("oobm-auth", "the BMC refused"), None);
+    }
+
+    #[test]
+    fn a_failed_test_says_what_the_server_found_once() {
+        let failure = |message: &str| OobmFailure { kind: OobmErrorKind::Unreachable, message: message.into() };
+        let result = OobmTestResult {
+            ok: false,
+            power_state: PowerState::Unknown,
+            error: Some(failure("the BMC is unreachable: connection refused")),
+            elapsed_ms: 3,
+        };
+        assert_eq!(test_summary(&result), "Connection failed. The BMC is unreachable: connection refused (3 ms)");
+        assert_eq!(failure_text(&failure(" ")), "BMC unreachable");
     }
 }

@@ -10,7 +10,7 @@ use crate::api_client::{self, ClientError};
 use crate::components::badges::PowerStateBadge;
 use crate::components::dialog::WhyNot;
 use crate::components::oobm_dialog::{
-    ChangeBmcPasswordDialog, ConfigureOobmDialog, driver_label, failure_label, may_manage_oobm,
+    ChangeBmcPasswordDialog, ConfigureOobmDialog, driver_label, failure_text, may_manage_oobm,
 };
 use crate::components::oobm_switch::{OobmSwitch, OobmTarget, not_in_effect_text, parents_off};
 use crate::components::power_dialog::PowerActionDialog;
@@ -146,7 +146,7 @@ pub fn HostOobmPanel(host: Memo<Host>) -> impl IntoView {
                             view! {
                                 <dt>"Last error"</dt>
                                 <dd class="oobm-last-error">
-                                    {format!("{}: {}", failure_label(failure.kind), failure.message)}
+                                    {failure_text(&failure)}
                                 </dd>
                             }
                         })}
