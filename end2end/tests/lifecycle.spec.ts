@@ -6,10 +6,10 @@
 //   - a read-only user looks but cannot act (and the server refuses the call the console withholds).
 // The tests share the accounts, so they run in order.
 import { test, expect, type Page, type TestInfo, type Locator } from '@playwright/test';
+import { adminPassword, csrf, nav, runId, screenshot, signIn, vmStateBadge, type VmJson } from '../support';
 
-const adminPassword = process.env.PARAPET_ADMIN_PASSWORD ?? '';
 /** A suffix that keeps names unique if the suite runs twice against one server. */
-const run = Math.random().toString(36).slice(2, 7);
+const run = runId();
 const password = `e2e-pass-${run}-long`;
 const users = {
   operator: { name: `pool-op-${run}`, role: 'pool operator' },
@@ -19,31 +19,6 @@ const users = {
 const offeringName = `e2e-ha-${run}`;
 const vmName = `e2e-vm-${run}`;
 const targetHost = 'kvm-a2';
-
-/** Mutating API calls must carry this header (CSRF defence; see api::v1::CSRF_HEADER). */
-const csrf = { 'x-parapet-csrf': '1' };
-
-type VmJson = { id: string; name: string; host_id: string | null; state: string };
-
-const vmStateBadge = ['stopped', 'starting', 'running', 'stopping', 'migrating', 'unknown', 'error']
-  .map((state) => `[data-state="${state}"]`)
-  .join(', ');
-
-async function screenshot(page: Page, testInfo: TestInfo, name: string) {
-  await page.screenshot({ path: testInfo.outputPath(`${name}.png`), fullPage: true });
-}
-
-async function signIn(page: Page, username: string, secret: string) {
-  await page.goto('/login');
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password').fill(secret);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('navigation').getByRole('link', { name: 'Hosts', exact: true })).toBeVisible();
-}
-
-function nav(page: Page, name: string): Locator {
-  return page.getByRole('navigation').getByRole('link', { name, exact: true });
-}
 
 /** Picks the option of `select` whose text contains `text` (option texts carry extra facts). */
 async function chooseOption(select: Locator, text: string) {

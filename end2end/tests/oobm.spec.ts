@@ -19,16 +19,12 @@ import {
   type Page,
   type TestInfo,
 } from '@playwright/test';
+import { adminPassword, baseURL, csrf, getJson, runId, screenshot, signIn } from '../support';
 
-const baseURL = process.env.PARAPET_URL ?? '';
-const adminPassword = process.env.PARAPET_ADMIN_PASSWORD ?? '';
 const hostName = 'kvm-b3';
 /** A suffix that keeps names unique if the suite runs twice against one server. */
-const run = Math.random().toString(36).slice(2, 7);
+const run = runId();
 const userPassword = `e2e-oobm-${run}-long`;
-
-/** Mutating API calls must carry this header (CSRF defence; see api::v1::CSRF_HEADER). */
-const csrf = { 'x-parapet-csrf': '1' };
 
 /** The host's power goes off and comes back, and its agent registers again: allow a reboot. */
 const reboot = { timeout: 60_000 };
@@ -50,26 +46,8 @@ type HostOobmJson = {
   power_state: string;
 };
 
-async function screenshot(page: Page, testInfo: TestInfo, name: string) {
-  await page.screenshot({ path: testInfo.outputPath(`${name}.png`), fullPage: true });
-}
-
-async function signIn(page: Page, username: string, password: string) {
-  await page.goto('/');
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(hostsNavLink(page)).toBeVisible();
-}
-
 function hostsNavLink(page: Page) {
   return page.getByRole('navigation').getByRole('link', { name: 'Hosts', exact: true }).first();
-}
-
-async function getJson<T>(request: APIRequestContext, path: string): Promise<T> {
-  const response = await request.get(path);
-  expect(response.ok(), `GET ${path}: ${response.status()} ${await response.text()}`).toBeTruthy();
-  return (await response.json()) as T;
 }
 
 async function findHost(request: APIRequestContext): Promise<HostJson> {

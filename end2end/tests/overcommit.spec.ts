@@ -23,16 +23,15 @@ import {
   type TestInfo,
   type Locator,
 } from '@playwright/test';
+import { adminPassword, baseURL, csrf, getJson, nav, runId, screenshot, signIn, vmStateBadge, type VmJson } from '../support';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-const baseURL = process.env.PARAPET_URL ?? '';
-const adminPassword = process.env.PARAPET_ADMIN_PASSWORD ?? '';
 /** A suffix that keeps names unique if the suite runs twice against one server. */
-const run = Math.random().toString(36).slice(2, 7);
+const run = runId();
 const password = `e2e-pass-${run}-long`;
 const vmOperator = `oc-vm-op-${run}`;
 const poolOperator = `oc-pool-op-${run}`;
@@ -47,9 +46,6 @@ const clusterName = 'cluster-a';
 const testLimit = 2;
 const smtpScript = path.resolve(__dirname, '../../server/tests/support/smtp_server.py');
 
-/** Mutating API calls must carry this header (CSRF defence; see api::v1::CSRF_HEADER). */
-const csrf = { 'x-parapet-csrf': '1' };
-
 type Resources = { cpu_cores: number; cpu_mhz: number; memory_mb: number };
 type ClusterJson = { id: string; name: string; ha_failure_limit: number };
 type HostJson = {
@@ -61,7 +57,6 @@ type HostJson = {
   capacity: Resources;
   allocated: Resources;
 };
-type VmJson = { id: string; name: string; host_id: string | null; state: string };
 type PlanVm = { name: string; memory_mb: number; cpu_mhz: number; host: string | null; priority: string; shared_storage: boolean };
 type PlanReport = { max_failure_capacity: number | null; failure_limit: number; plan_exists_for: number; overcommitted: boolean };
 type ClusterPlan = { report: PlanReport; pool: { hosts: { name: string; memory_mb: number; live: boolean }[]; vms: PlanVm[]; failure_limit: number } };
@@ -70,33 +65,9 @@ type AuditJson = { actor: string; action: string; target: string; outcome: strin
 type OutboxJson = { alert_id: string; alert_kind: string; status: string };
 type Mail = { mail_from: string; rcpt_tos: string[]; subject: string; from: string; to: string; message_id: string; body: string };
 
-const vmStateBadge = ['stopped', 'starting', 'running', 'stopping', 'migrating', 'unknown', 'error']
-  .map((state) => `[data-state="${state}"]`)
-  .join(', ');
-
-async function screenshot(page: Page, testInfo: TestInfo, name: string) {
-  await page.screenshot({ path: testInfo.outputPath(`${name}.png`), fullPage: true });
-}
-
-async function signIn(page: Page, username: string, secret: string) {
-  await page.goto('/login');
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password').fill(secret);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('navigation').getByRole('link', { name: 'Hosts', exact: true })).toBeVisible();
-}
-
-function nav(page: Page, name: string): Locator {
-  return page.getByRole('navigation').getByRole('link', { name, exact: true });
-}
-
 async function ok(response: Awaited<ReturnType<APIRequestContext['get']>>, what: string) {
   expect(response.ok(), `${what}: ${response.status()} ${await response.text()}`).toBeTruthy();
   return response.status() === 204 ? null : response.json();
-}
-
-async function getJson<T>(api: APIRequestContext, url: string): Promise<T> {
-  return (await ok(await api.get(url), `GET ${url}`)) as T;
 }
 
 async function send<T>(api: APIRequestContext, method: 'post' | 'put' | 'patch' | 'delete', url: string, data?: unknown): Promise<T> {

@@ -21,15 +21,13 @@ import {
   type Page,
   type TestInfo,
 } from '@playwright/test';
+import { adminPassword, baseURL, csrf, getJson, nav, runId, screenshot, signIn } from '../support';
 import { randomBytes } from 'node:crypto';
 
-const baseURL = process.env.PARAPET_URL ?? '';
-const adminPassword = process.env.PARAPET_ADMIN_PASSWORD ?? '';
 const zoneName = 'zone-1';
 const clusterName = 'cluster-b';
 const hostName = 'kvm-b1';
 const clusterHosts = ['kvm-b1', 'kvm-b2', 'kvm-b3'];
-const csrf = { 'x-parapet-csrf': '1' };
 
 /** Failover goal: at most 15 s; the console and a loaded machine get a generous margin. */
 const failover = { timeout: 90_000 };
@@ -53,33 +51,11 @@ type PoolJson = { id: string; cluster_id: string | null };
 type HostHaJson = { state: string; enabled: boolean; reason: string | null };
 type IncidentJson = { id: string; host_name: string; ended_at: string | null; verdict: string | null };
 
-async function screenshot(page: Page, testInfo: TestInfo, name: string) {
-  await page.screenshot({ path: testInfo.outputPath(`${name}.png`), fullPage: true });
-}
-
-async function getJson<T>(request: APIRequestContext, path: string): Promise<T> {
-  const response = await request.get(path);
-  expect(response.ok(), `GET ${path}: ${response.status()} ${await response.text()}`).toBeTruthy();
-  return (await response.json()) as T;
-}
-
 async function findByName<T extends { name: string }>(request: APIRequestContext, path: string, name: string) {
   const all = await getJson<T[]>(request, path);
   const found = all.find((item) => item.name === name);
   expect(found, `no ${name} in ${path}`).toBeTruthy();
   return found!;
-}
-
-function nav(page: Page, name: string) {
-  return page.getByRole('navigation').getByRole('link', { name, exact: true }).first();
-}
-
-async function signIn(page: Page, username = 'admin', password = adminPassword) {
-  await page.goto('/');
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(nav(page, 'Hosts')).toBeVisible();
 }
 
 /** Puts the pool back as found, through the API: used after the test whatever happened. */
@@ -191,7 +167,7 @@ test.describe('HA failover in the console', () => {
         const pools = await getJson<PoolJson[]>(page.request, '/api/v1/storage-pools');
         const shared = pools.find((pool) => host.storage_pool_ids.includes(pool.id) && pool.cluster_id !== null);
         expect(shared, `${hostName} mounts its cluster's primary storage`).toBeTruthy();
-        const name = `e2e-ha-${Math.random().toString(36).slice(2, 7)}`;
+        const name = `e2e-ha-${runId()}`;
         const response = await page.request.post('/api/v1/vms', {
           headers: csrf,
           data: {
@@ -364,7 +340,7 @@ test.describe('HA failover in the console', () => {
     });
   });
   test('a read-only user sees HA states and incidents but no switches, and why', async ({ page, browser }, testInfo) => {
-    const username = `ha-ro-${Math.random().toString(36).slice(2, 7)}`;
+    const username = `ha-ro-${runId()}`;
     const password = `e2e-${randomBytes(9).toString('hex')}`;
     await signIn(page);
     const created = await page.request.post('/api/v1/users', {
