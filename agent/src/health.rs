@@ -205,12 +205,15 @@ impl Health {
         entry.peers = read.unwrap_or_default();
     }
 
-    /// What the heartbeat reports about each storage.
+    /// What the heartbeat reports about each storage it has tried to write. A storage not tried yet
+    /// (right after the start) is left out: reported as "not written" it read as a failed write, and a
+    /// whole cluster starting at once raised a primary-storage-down alert for its first second.
     pub fn storage_views(&self) -> Vec<StorageView> {
         let state = self.state.lock().unwrap();
         state
             .storage
             .iter()
+            .filter(|(_, entry)| entry.last_ok.is_some() || entry.last_error.is_some())
             .map(|(name, entry)| StorageView {
                 name: name.clone(),
                 write_ok: entry.write_ok,
@@ -398,6 +401,16 @@ impl Health {
 mod tests {
     use super::*;
     use api::agent::AgentVmState;
+
+    #[test]
+    fn a_storage_not_tried_yet_is_not_reported_as_failing() {
+        let health = Health::new(["nfs://a".to_owned(), "nfs://b".to_owned()]);
+        assert!(health.storage_views().is_empty(), "nothing tried yet: nothing to report");
+        health.storage_beat("nfs://b", Err("EIO".into()), None);
+        let views = health.storage_views();
+        assert_eq!(views.len(), 1);
+        assert_eq!((views[0].name.as_str(), views[0].write_ok), ("nfs://b", false));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_storage_is_lost_after_the_timeout_and_found_again_after_a_write() {

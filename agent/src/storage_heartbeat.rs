@@ -295,18 +295,22 @@ mod tests {
         let beating =
             tokio::spawn(StorageHeartbeat::new("h".into(), mounts, health.clone(), Arc::new(hypervisor), None).run());
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let view = |name: &str| health.storage_views().into_iter().find(|view| view.name == name).unwrap();
+        // A storage shows in the views once its first write was tried.
+        let view = |name: &str| health.storage_views().into_iter().find(|view| view.name == name);
         loop {
             let fine_counter = read_records(fine.path(), "other").unwrap().first().map(|record| record.counter);
             let hung_view = view("nfs://hung");
-            let reported = hung_view.last_error.as_deref().is_some_and(|error| error.contains("has not returned"));
+            let reported = hung_view
+                .as_ref()
+                .and_then(|view| view.last_error.as_deref())
+                .is_some_and(|error| error.contains("has not returned"));
             if reported && fine_counter.is_some_and(|counter| counter >= 10) {
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "{hung_view:?}, fine counter {fine_counter:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(!view("nfs://hung").write_ok && view("nfs://fine").write_ok);
+        assert!(!view("nfs://hung").unwrap().write_ok && view("nfs://fine").unwrap().write_ok);
         // The storage answers again: the hung write completes and the next ones succeed.
         // Reading unblocks the stuck `open`; the FIFO's name goes at once, so the next write makes a file.
         // (Its fsync fails on a FIFO: the stuck write itself ends in an error, as a late NFS reply may.)
@@ -319,7 +323,7 @@ mod tests {
             Ok::<_, io::Error>(bytes)
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !view("nfs://hung").write_ok {
+        while !view("nfs://hung").is_some_and(|view| view.write_ok) {
             assert!(std::time::Instant::now() < deadline, "{:?}", view("nfs://hung"));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
