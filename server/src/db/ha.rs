@@ -504,11 +504,11 @@ impl Db {
 
     // ---- transitions and incidents (reading) ----
 
-    /// A host's transitions, newest first.
+    /// A host's transitions, newest first (in the order they were recorded, also within one instant).
     pub async fn ha_transitions(&self, host: HostId, limit: u32) -> DbResult<Vec<HaTransition>> {
         let rows = sqlx::query(
             "SELECT host_id, from_state, to_state, event, reason, at FROM ha_transitions
-             WHERE host_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+             WHERE host_id = $1 ORDER BY seq DESC, at DESC LIMIT $2",
         )
         .bind(host.to_string())
         .bind(i64::from(limit))
@@ -661,8 +661,9 @@ impl Db {
         }
         for transition in &writes.transitions {
             sqlx::query(
-                "INSERT INTO ha_transitions (id, host_id, from_state, to_state, event, reason, at, epoch)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO ha_transitions (id, host_id, from_state, to_state, event, reason, at, epoch, seq)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM ha_transitions WHERE host_id = $2))",
             )
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(transition.host_id.to_string())
@@ -911,9 +912,11 @@ mod tests {
                     &term,
                     now,
                     &StepWrites {
+                        // One instant, as in a real step: the order recorded is the order shown.
                         transitions: vec![
                             transition(HostHaState::Available, HostHaState::Suspect, now),
-                            transition(HostHaState::Suspect, HostHaState::Checking, now + 5),
+                            transition(HostHaState::Suspect, HostHaState::Checking, now),
+                            transition(HostHaState::Checking, HostHaState::Fencing, now),
                         ],
                         incidents: vec![
                             IncidentWrite::Open { host_id: hosts[0], at_ms: now },
@@ -928,12 +931,16 @@ mod tests {
                 .unwrap();
             assert_eq!(written.incidents.len(), 1);
             let record = db.host_ha_fetch(hosts[0]).await.unwrap().unwrap();
-            assert_eq!((record.state, record.reason.as_deref()), (HostHaState::Checking, Some("no heartbeat for 3 s")));
+            assert_eq!((record.state, record.reason.as_deref()), (HostHaState::Fencing, Some("no heartbeat for 3 s")));
             let transitions = db.ha_transitions(hosts[0], 10).await.unwrap();
             assert_eq!(
                 transitions.iter().map(|t| (t.from, t.to)).collect::<Vec<_>>(),
-                vec![(HostHaState::Suspect, HostHaState::Checking), (HostHaState::Available, HostHaState::Suspect)],
-                "newest first"
+                vec![
+                    (HostHaState::Checking, HostHaState::Fencing),
+                    (HostHaState::Suspect, HostHaState::Checking),
+                    (HostHaState::Available, HostHaState::Suspect)
+                ],
+                "newest first, in the order recorded"
             );
             assert_eq!(db.ha_engine_state_load().await.unwrap(), Some((term.epoch, r#"{"step":1}"#.to_owned())));
 
