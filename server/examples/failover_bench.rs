@@ -10,23 +10,14 @@
 //!
 //! Run: `cargo run --release -p server --example failover_bench`
 
+#[path = "../tests/support/bench_figures.rs"]
+mod bench_figures;
 #[path = "../tests/support/ha_pool.rs"]
 mod ha_pool;
 
+use bench_figures::{env_count, report};
 use ha_pool::HaPool;
 use std::time::{Duration, Instant};
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
-    sorted[index]
-}
 
 /// One trial: a fresh 4-host pool, `vms` protected VMs on the first host, power it off through its BMC.
 async fn failover_trial(vms: usize, memory_mb: u64) -> f64 {
@@ -39,18 +30,6 @@ async fn failover_trial(vms: usize, memory_mb: u64) -> f64 {
     let (elapsed, _) = pool.wait_failover(&ids, &failed, since, 120).await;
     pool.stop().await;
     elapsed.as_secs_f64()
-}
-
-fn report(label: &str, mut seconds: Vec<f64>) {
-    seconds.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "{label}: n={} p50={:.2} s max={:.2} s min={:.2} s (all: {})",
-        seconds.len(),
-        percentile(&seconds, 0.5),
-        seconds.last().copied().unwrap_or(f64::NAN),
-        seconds.first().copied().unwrap_or(f64::NAN),
-        seconds.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(" ")
-    );
 }
 
 /// A 3-second network blip of one host (its storage stays): how many fences it caused.

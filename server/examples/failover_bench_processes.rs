@@ -13,36 +13,15 @@
 //! `target/release/examples/failover_bench_processes` (it uses `parapet` and `parapet-sim` from the
 //! directory above its own, or `PARAPET_BIN` and `PARAPET_SIM_BIN`).
 
+#[path = "../tests/support/bench_figures.rs"]
+mod bench_figures;
 #[path = "../tests/support/demo_process.rs"]
 mod demo_process;
 
+use bench_figures::{env_count, report};
 use demo_process::{DemoProcess, DemoShape};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
-    sorted[index]
-}
-
-fn report(label: &str, mut seconds: Vec<f64>) {
-    seconds.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "{label}: n={} p50={:.2} s max={:.2} s min={:.2} s (all: {})",
-        seconds.len(),
-        percentile(&seconds, 0.5),
-        seconds.last().copied().unwrap_or(f64::NAN),
-        seconds.first().copied().unwrap_or(f64::NAN),
-        seconds.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(" ")
-    );
-}
 
 struct Binaries {
     parapet: PathBuf,
