@@ -6,6 +6,7 @@
 
 pub mod api_client;
 pub mod components;
+pub mod i18n;
 pub mod live;
 pub mod pages;
 pub mod session;
@@ -20,8 +21,12 @@ use session::Session;
 /// The whole console: session context, then the routes (the login page outside the signed-in frame).
 #[component]
 pub fn App() -> impl IntoView {
+    let i18n = i18n::I18n::provide();
     Session::provide();
-    view! {
+    // A new language re-renders everything (texts are translated as they are built; see `i18n`).
+    move || {
+        i18n.lang();
+        view! {
         <Router>
             <Routes fallback=pages::not_found::NotFoundPage>
                 <Route path=path!("/login") view=pages::login::LoginPage />
@@ -39,11 +44,13 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("audit") view=pages::audit::AuditPage />
                     <Route path=path!("settings/email") view=pages::email_settings::EmailSettingsPage />
                     <Route path=path!("alerts") view=pages::alerts::AlertsPage />
+                    <Route path=path!("ha/setup") view=pages::ha_wizard::HaWizardPage />
                     <Route path=path!("ha/incidents") view=pages::ha_incidents::HaIncidentsPage />
                     <Route path=path!("ha/incidents/:id") view=pages::ha_incident::HaIncidentPage />
                     <Route path=path!("account") view=pages::account::AccountPage />
                 </ParentRoute>
             </Routes>
         </Router>
+        }
     }
 }

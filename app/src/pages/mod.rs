@@ -13,6 +13,7 @@ pub mod ha_limit;
 pub mod ha_plan;
 pub mod ha_priorities;
 pub mod ha_verdict;
+pub mod ha_wizard;
 pub mod host_actions;
 pub mod host_detail;
 pub mod host_oobm;
