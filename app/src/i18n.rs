@@ -66,10 +66,20 @@ pub fn current() -> Lang {
     CURRENT.with(Cell::get)
 }
 
+/// Runs `body` with `lang` in force (host-side tests of translated output).
+#[cfg(test)]
+pub(crate) fn with_lang<R>(lang: Lang, body: impl FnOnce() -> R) -> R {
+    let before = CURRENT.with(|current| current.replace(lang));
+    let result = body();
+    CURRENT.with(|current| current.set(before));
+    result
+}
+
 /// The Korean catalog files. A text may appear in several (each area keeps its own), but must be
 /// translated the same way in all of them.
 const KO_FILES: &[(&str, &str)] = &[
     ("common", include_str!("../locales/ko/common.json")),
+    ("dialog", include_str!("../locales/ko/dialog.json")),
     ("inventory", include_str!("../locales/ko/inventory.json")),
     ("vms", include_str!("../locales/ko/vms.json")),
     ("oobm", include_str!("../locales/ko/oobm.json")),

@@ -3,11 +3,17 @@
 //! The dialog is a plain `role="dialog"` box over a dimmed backdrop; Escape and the "×" button close it.
 //! Dialogs can stack (the overcommit warning opens over the dialog whose action it checks): Escape then
 //! closes only the topmost one. Its first form field gets the focus (the `autofocus` attribute of the
-//! caller's field, or [`focus_when_mounted`]).
+//! caller's field, or [`focus_when_mounted`]); without one the dialog itself takes it. While a dialog is
+//! open, focus cannot wander to the page behind it (Tab stays inside), and when it closes the focus goes
+//! back to where it was when it opened (usually the button that opened it).
 
-use leptos::ev::keydown;
+use crate::i18n::{t, tf};
+use leptos::ev::{focusin, keydown};
+use leptos::html;
 use leptos::prelude::*;
-use leptos::web_sys::HtmlElement;
+use leptos::wasm_bindgen::JsCast;
+use leptos::web_sys::{HtmlElement, Node};
+use send_wrapper::SendWrapper;
 use std::cell::{Cell, RefCell};
 
 thread_local! {
@@ -36,16 +42,53 @@ fn is_topmost(token: u64) -> bool {
 #[component]
 pub fn Dialog(#[prop(into)] title: String, #[prop(into)] on_close: Callback<()>, children: Children) -> impl IntoView {
     let token = opened();
+    // Where the focus was (the opener), to give it back on close.
+    let opener =
+        SendWrapper::new(document().active_element().and_then(|element| element.dyn_into::<HtmlElement>().ok()));
+    let dialog_ref = NodeRef::<html::Div>::new();
     let handle = window_event_listener(keydown, move |event| {
         if event.key() == "Escape" && is_topmost(token) {
             on_close.run(());
         }
     });
+    // Focus that lands outside the topmost dialog (Tab past its last control, a click behind the
+    // backdrop) comes back to the dialog.
+    let focus_guard = window_event_listener(focusin, move |event| {
+        if !is_topmost(token) {
+            return;
+        }
+        let Some(dialog) = dialog_ref.get_untracked() else { return };
+        let inside = event.target().and_then(|target| target.dyn_into::<Node>().ok()).is_some_and(|node| {
+            let dialog: &Node = dialog.as_ref();
+            dialog.contains(Some(&node))
+        });
+        if !inside {
+            let _ = dialog.focus();
+        }
+    });
+    // Without an autofocused field, the dialog itself takes the focus once it is on the page.
+    Effect::new(move || {
+        if let Some(dialog) = dialog_ref.get() {
+            let focus_inside = document().active_element().is_some_and(|active| {
+                let dialog: &Node = dialog.as_ref();
+                dialog.contains(Some(active.as_ref()))
+            });
+            if !focus_inside {
+                let _ = dialog.focus();
+            }
+        }
+    });
     on_cleanup(move || {
         handle.remove();
+        focus_guard.remove();
         closed(token);
+        if let Some(opener) = opener.take()
+            && opener.is_connected()
+        {
+            let _ = opener.focus();
+        }
     });
-    let title_id = format!("dialog-{}", title.to_lowercase().replace(|c: char| !c.is_alphanumeric(), "-"));
+    let title_id = format!("dialog-{token}");
     let heading_id = title_id.clone();
     view! {
         <div class="dialog-backdrop" on:click=move |_| on_close.run(())>
@@ -54,6 +97,8 @@ pub fn Dialog(#[prop(into)] title: String, #[prop(into)] on_close: Callback<()>,
                 role="dialog"
                 aria-modal="true"
                 aria-labelledby=title_id
+                tabindex="-1"
+                node_ref=dialog_ref
                 on:click=|event| event.stop_propagation()
             >
                 <header class="dialog-header">
@@ -61,7 +106,7 @@ pub fn Dialog(#[prop(into)] title: String, #[prop(into)] on_close: Callback<()>,
                     <button
                         type="button"
                         class="button button-quiet"
-                        aria-label="Close"
+                        aria-label=t("Close")
                         on:click=move |_| on_close.run(())
                     >
                         "×"
@@ -89,7 +134,7 @@ pub fn focus_when_mounted(element: impl Fn() -> Option<HtmlElement> + 'static) {
 pub fn WhyNot(#[prop(into)] action: String, #[prop(into)] reason: String) -> impl IntoView {
     view! {
         <details class="why-not">
-            <summary>{format!("Why can't I {action}?")}</summary>
+            <summary>{tf("Why can't I {action}?", &[("action", &action)])}</summary>
             <p>{reason}</p>
         </details>
     }
