@@ -3,13 +3,15 @@
 //! Requests are same-origin, so the browser attaches the HttpOnly session cookie by itself; the console
 //! never sees the token. Every mutating request carries [`api::v1::CSRF_HEADER`], without which the server
 //! answers 403. Every failure becomes a [`ClientError`] whose `Display` is the text a person should read:
-//! for an error answer of the server, exactly its `ApiError.message`.
+//! for an error answer of the server, its `ApiError.message` in the console's language
+//! ([`crate::i18n::server_text`]; English as the server wrote it).
 //!
 //! The calls that admission control checks (deploy, start, migrate, VM HA settings, host changes,
 //! maintenance, removal) take an `Option<OvercommitChoice>`: `None` first; when the server answers
 //! 409 `would-overcommit` ([`ClientError::WouldOvercommit`]), the same call again with the person's
 //! choice (see `crate::components::admission`).
 
+use crate::i18n::{server_text, tf};
 use api::v1::{
     Alert, AlertId, AlertQuery, ApiError, AuditEntry, AuditQuery, ChangePasswordRequest, Cluster, ClusterHaPlan,
     ComputeOffering, CreateOfferingRequest, CreateUserRequest, DeployVmRequest, Host, Inventory, LoginRequest, Me,
@@ -61,13 +63,14 @@ impl ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Api { error, .. } => f.write_str(&error.message),
-            ClientError::WouldOvercommit(conflict) => f.write_str(&conflict.message),
+            // The server's explanation, in the console's language when the catalog knows it.
+            ClientError::Api { error, .. } => f.write_str(&server_text(&error.message)),
+            ClientError::WouldOvercommit(conflict) => f.write_str(&server_text(&conflict.message)),
             ClientError::Network(detail) => {
-                write!(f, "Cannot reach the management server ({detail}).")
+                f.write_str(&tf("Cannot reach the management server ({detail}).", &[("detail", detail)]))
             }
             ClientError::Decode(detail) => {
-                write!(f, "The server's answer could not be read ({detail}).")
+                f.write_str(&tf("The server's answer could not be read ({detail}).", &[("detail", detail)]))
             }
             ClientError::Invalid(detail) => f.write_str(detail),
         }
@@ -104,7 +107,10 @@ async fn error_of(response: &Response) -> ClientError {
     }
     let error = serde_json::from_str::<ApiError>(&body).unwrap_or_else(|_| ApiError {
         code: format!("http-{status}"),
-        message: format!("The server answered {status} {}.", response.status_text()),
+        message: tf(
+            "The server answered {status} {reason}.",
+            &[("status", &status.to_string()), ("reason", &response.status_text())],
+        ),
     });
     ClientError::Api { status, error }
 }
@@ -191,6 +197,12 @@ pub async fn logout() -> ClientResult<()> {
 /// Trades the current (still valid) session for a fresh one with a new expiry.
 pub async fn refresh() -> ClientResult<Me> {
     post_json("/api/v1/auth/refresh").await
+}
+
+/// Remembers the console language on the signed-in user's account (204).
+pub async fn set_language(language: api::v1::Language) -> ClientResult<()> {
+    let request = api::v1::SetLanguageRequest { language };
+    empty_answer(send_body(Request::put("/api/v1/account/language"), &request).await?).await
 }
 
 // ---- inventory ---------------------------------------------------------------------------------------

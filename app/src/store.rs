@@ -11,6 +11,7 @@
 
 use crate::api_client::{self, ClientError};
 use crate::components::admission::OvercommitQuestion;
+use crate::i18n::t;
 use crate::session::Session;
 use api::v1::{
     Cluster, Event, HaEvent, HaIncident, HaIncidentEvent, Host, HostHa, IncidentId, Inventory, StoragePool, Vm,
@@ -339,17 +340,17 @@ impl Store {
     }
 
     pub fn zone_name(self, id: ZoneId) -> String {
-        self.zones.with(|zones| zones.get(&id).map_or_else(|| "unknown zone".to_owned(), |zone| zone.name.clone()))
+        self.zones.with(|zones| zones.get(&id).map_or_else(|| t("unknown zone").to_owned(), |zone| zone.name.clone()))
     }
 
     pub fn cluster_name(self, id: ClusterId) -> String {
         self.clusters.with(|clusters| {
-            clusters.get(&id).map_or_else(|| "unknown cluster".to_owned(), |cluster| cluster.name.clone())
+            clusters.get(&id).map_or_else(|| t("unknown cluster").to_owned(), |cluster| cluster.name.clone())
         })
     }
 
     pub fn host_name(self, id: HostId) -> String {
-        self.hosts.with(|hosts| hosts.get(&id).map_or_else(|| "unknown host".to_owned(), |host| host.name.clone()))
+        self.hosts.with(|hosts| hosts.get(&id).map_or_else(|| t("unknown host").to_owned(), |host| host.name.clone()))
     }
 
     /// Zone ids sorted by zone name.

@@ -7,6 +7,7 @@ use crate::components::format;
 use crate::components::ha_switch::{HaNotInEffect, HaSwitch, HaTarget};
 use crate::components::table::{DataTable, EmptyRow};
 use crate::components::time::RelativeTime;
+use crate::i18n::{server_text, t, tf};
 use crate::store::Store;
 use api::HostId;
 use api::v1::{Host, HostHaState};
@@ -15,32 +16,32 @@ use leptos::prelude::*;
 /// The state in words, capitalised ("Fenced").
 pub fn state_text(state: HostHaState) -> &'static str {
     match state {
-        HostHaState::Disabled => "Disabled",
-        HostHaState::Ineligible => "Ineligible",
-        HostHaState::Available => "Available",
-        HostHaState::Suspect => "Suspect",
-        HostHaState::Checking => "Checking",
-        HostHaState::Degraded => "Degraded",
-        HostHaState::Recovering => "Recovering",
-        HostHaState::Recovered => "Recovered",
-        HostHaState::Fencing => "Fencing",
-        HostHaState::Fenced => "Fenced",
+        HostHaState::Disabled => t("Disabled"),
+        HostHaState::Ineligible => t("Ineligible"),
+        HostHaState::Available => t("Available"),
+        HostHaState::Suspect => t("Suspect"),
+        HostHaState::Checking => t("Checking"),
+        HostHaState::Degraded => t("Degraded"),
+        HostHaState::Recovering => t("Recovering"),
+        HostHaState::Recovered => t("Recovered"),
+        HostHaState::Fencing => t("Fencing"),
+        HostHaState::Fenced => t("Fenced"),
     }
 }
 
 /// What a state means, for the badge's title.
 fn state_meaning(state: HostHaState) -> &'static str {
     match state {
-        HostHaState::Disabled => "HA is off for the host, its cluster or its zone",
-        HostHaState::Ineligible => "HA is on, but the host cannot be protected",
-        HostHaState::Available => "Protected: heartbeats arrive",
-        HostHaState::Suspect => "Network heartbeats missed",
-        HostHaState::Checking => "Looking at the storage heartbeat",
-        HostHaState::Degraded => "Silent on the network but alive on storage: isolated, not fenced",
-        HostHaState::Recovering => "A reset through out-of-band management is being tried",
-        HostHaState::Recovered => "Reset done; waiting for the host to come back",
-        HostHaState::Fencing => "Power off issued through out-of-band management; waiting for it to be confirmed",
-        HostHaState::Fenced => "Confirmed off: its VMs may start elsewhere",
+        HostHaState::Disabled => t("HA is off for the host, its cluster or its zone"),
+        HostHaState::Ineligible => t("HA is on, but the host cannot be protected"),
+        HostHaState::Available => t("Protected: heartbeats arrive"),
+        HostHaState::Suspect => t("Network heartbeats missed"),
+        HostHaState::Checking => t("Looking at the storage heartbeat"),
+        HostHaState::Degraded => t("Silent on the network but alive on storage: isolated, not fenced"),
+        HostHaState::Recovering => t("A reset through out-of-band management is being tried"),
+        HostHaState::Recovered => t("Reset done; waiting for the host to come back"),
+        HostHaState::Fencing => t("Power off issued through out-of-band management; waiting for it to be confirmed"),
+        HostHaState::Fenced => t("Confirmed off: its VMs may start elsewhere"),
     }
 }
 
@@ -49,8 +50,10 @@ pub fn HaStateBadge(state: HostHaState, #[prop(optional)] reason: Option<String>
     let reason = reason.filter(|reason| !reason.is_empty());
     let word = state.as_str();
     let title = match &reason {
-        Some(reason) => format!("HA: {} ({reason})", state_meaning(state)),
-        None => format!("HA: {}", state_meaning(state)),
+        Some(reason) => {
+            tf("HA: {meaning} ({reason})", &[("meaning", state_meaning(state)), ("reason", &server_text(reason))])
+        }
+        None => tf("HA: {meaning}", &[("meaning", state_meaning(state))]),
     };
     view! {
         <span class=format!("badge badge-ha badge-ha-{word}") data-ha-state=word title=title>
@@ -72,7 +75,7 @@ pub fn HostHaCell(host: HostId) -> impl IntoView {
             let why = (state == HostHaState::Ineligible).then(|| reason.clone()).flatten();
             view! {
                 <HaStateBadge state reason=reason.unwrap_or_default() />
-                {why.map(|why| view! { <span class="state-reason">{why}</span> })}
+                {why.map(|why| view! { <span class="state-reason">{server_text(&why)}</span> })}
             }
             .into_any()
         }
@@ -101,27 +104,27 @@ pub fn HostHaCard(host: Memo<Host>) -> impl IntoView {
         })
     });
     view! {
-        <section class="panel ha-card" aria-label="High availability">
-            <h2>"High availability"</h2>
+        <section class="panel ha-card" aria-label=t("High availability")>
+            <h2>{t("High availability")}</h2>
             {move || match ha.get() {
-                None => view! { <p class="muted">"Loading the host's HA state…"</p> }.into_any(),
+                None => view! { <p class="muted">{t("Loading the host's HA state…")}</p> }.into_any(),
                 Some(ha) => {
                     let why = ha.reason.clone();
                     view! {
                         <dl class="facts">
-                            <dt>"HA of this host"</dt>
+                            <dt>{t("HA of this host")}</dt>
                             <dd>
-                                <HaSwitch target=HaTarget::Host(id) name=format!("host {name}") on=enabled />
+                                <HaSwitch target=HaTarget::Host(id) name=tf("host {name}", &[("name", &name)]) on=enabled />
                                 <HaNotInEffect on=enabled zone cluster />
                             </dd>
-                            <dt>"State"</dt>
+                            <dt>{t("State")}</dt>
                             <dd class="ha-state-line">
                                 <HaStateBadge state=ha.state reason=why.clone().unwrap_or_default() />
-                                {why.map(|why| view! { <span class="ha-reason">{why}</span> })}
+                                {why.map(|why| view! { <span class="ha-reason">{server_text(&why)}</span> })}
                             </dd>
-                            <dt>"Provider"</dt>
+                            <dt>{t("Provider")}</dt>
                             <dd class="mono">{ha.provider.as_str()}</dd>
-                            <dt>"Since"</dt>
+                            <dt>{t("Since")}</dt>
                             <dd>
                                 {ha.since.map(format::timestamp).unwrap_or_else(|| "—".to_owned())} " ("
                                 <RelativeTime at=since /> ")"
@@ -138,27 +141,27 @@ pub fn HostHaCard(host: Memo<Host>) -> impl IntoView {
                         view! {
                             <p class="ha-incident-link">
                                 <a href=format!("/ha/incidents/{incident}")>
-                                    {if running { "Failover in progress: open the incident" } else { "Latest HA incident" }}
+                                    {if running { t("Failover in progress: open the incident") } else { t("Latest HA incident") }}
                                 </a>
                             </p>
                         }
                     })
             }}
-            <h3>"Transitions"</h3>
-            <DataTable label="HA transitions">
+            <h3>{t("Transitions")}</h3>
+            <DataTable label=t("HA transitions")>
                 <thead>
                     <tr>
-                        <th scope="col">"Time"</th>
-                        <th scope="col">"From → to"</th>
-                        <th scope="col">"Event"</th>
-                        <th scope="col">"Reason"</th>
+                        <th scope="col">{t("Time")}</th>
+                        <th scope="col">{t("From → to")}</th>
+                        <th scope="col">{t("Event")}</th>
+                        <th scope="col">{t("Reason")}</th>
                     </tr>
                 </thead>
                 <tbody>
                     {move || {
                         let transitions = ha.with(|ha| ha.as_ref().map(|ha| ha.transitions.clone()).unwrap_or_default());
                         if transitions.is_empty() {
-                            return view! { <EmptyRow columns=4 text="No HA transitions yet." /> }.into_any();
+                            return view! { <EmptyRow columns=4 text=t("No HA transitions yet.") /> }.into_any();
                         }
                         transitions
                             .into_iter()
@@ -172,7 +175,7 @@ pub fn HostHaCard(host: Memo<Host>) -> impl IntoView {
                                             <HaStateBadge state=transition.to />
                                         </td>
                                         <td class="mono">{transition.event}</td>
-                                        <td>{transition.reason}</td>
+                                        <td>{server_text(&transition.reason)}</td>
                                     </tr>
                                 }
                             })

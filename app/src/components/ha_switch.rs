@@ -8,6 +8,7 @@
 use crate::api_client;
 use crate::components::badges::FlagBadge;
 use crate::components::dialog::WhyNot;
+use crate::i18n::{t, tf};
 use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::{ClusterId, HostId, ZoneId};
@@ -32,10 +33,10 @@ pub fn may_manage_ha(session: Session) -> Result<(), String> {
 pub fn ha_parents_off(store: Store, zone: ZoneId, cluster: Option<ClusterId>) -> Vec<String> {
     let mut off = Vec::new();
     if let Some(zone) = store.zone(zone).filter(|zone| !zone.ha_enabled) {
-        off.push(format!("zone {}", zone.name));
+        off.push(tf("zone {name}", &[("name", &zone.name)]));
     }
     if let Some(cluster) = cluster.and_then(|cluster| store.cluster(cluster)).filter(|cluster| !cluster.ha_enabled) {
-        off.push(format!("cluster {}", cluster.name));
+        off.push(tf("cluster {name}", &[("name", &cluster.name)]));
     }
     off
 }
@@ -43,8 +44,12 @@ pub fn ha_parents_off(store: Store, zone: ZoneId, cluster: Option<ClusterId>) ->
 /// "Not in effect: HA is off for zone zone-1 and cluster cluster-a." when a switch above is off.
 pub fn ha_not_in_effect_text(parents_off: &[String]) -> Option<String> {
     let (last, first) = parents_off.split_last()?;
-    let listed = if first.is_empty() { last.clone() } else { format!("{} and {last}", first.join(", ")) };
-    Some(format!("Not in effect: HA is off for {listed}."))
+    let listed = if first.is_empty() {
+        last.clone()
+    } else {
+        tf("{first} and {last}", &[("first", &first.join(", ")), ("last", last)])
+    };
+    Some(tf("Not in effect: HA is off for {listed}.", &[("listed", &listed)]))
 }
 
 /// The note under a switch that is on while a parent is off (nothing otherwise); tracked.
@@ -110,9 +115,9 @@ pub fn HaSwitch(target: HaTarget, #[prop(into)] name: String, #[prop(into)] on: 
                     type="checkbox"
                     prop:checked=move || include_hosts.get()
                     on:change=move |event| include_hosts.set(event_target_checked(&event))
-                    aria-label=format!("Include the hosts of {name}")
+                    aria-label=tf("Include the hosts of {name}", &[("name", &name)])
                 />
-                "Include hosts"
+                {t("Include hosts")}
             </label>
         }
     });
@@ -123,15 +128,15 @@ pub fn HaSwitch(target: HaTarget, #[prop(into)] name: String, #[prop(into)] on: 
                 class="oobm-switch ha-switch"
                 role="switch"
                 aria-checked=move || if on.get() { "true" } else { "false" }
-                aria-label=format!("HA of {name}")
-                title="Turn HA on or off"
+                aria-label=tf("HA of {name}", &[("name", &name)])
+                title=t("Turn HA on or off")
                 disabled=move || pending.get()
                 on:click=toggle
             >
                 <span class="oobm-switch-track" aria-hidden="true">
                     <span class="oobm-switch-thumb"></span>
                 </span>
-                <span class="oobm-switch-text">{move || if on.get() { "On" } else { "Off" }}</span>
+                <span class="oobm-switch-text">{move || if on.get() { t("On") } else { t("Off") }}</span>
             </button>
             {include_box}
         </span>
@@ -142,7 +147,7 @@ pub fn HaSwitch(target: HaTarget, #[prop(into)] name: String, #[prop(into)] on: 
 /// For list pages: "Why can't I switch HA?" for roles without the switches.
 #[component]
 pub fn HaSwitchWhyNot() -> impl IntoView {
-    may_manage_ha(Session::expect()).err().map(|reason| view! { <WhyNot action="switch HA" reason /> })
+    may_manage_ha(Session::expect()).err().map(|reason| view! { <WhyNot action=t("switch HA") reason /> })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::api_client;
 use crate::components::dialog::FormError;
 use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
+use crate::i18n::{server_text, t, tf};
 use crate::pages::ha_plan::PlanState;
 use crate::session::Session;
 use api::v1::{PlanFailure, PlanSimulateRequest, RestartPriority};
@@ -28,7 +29,7 @@ fn names_text(names: &[String]) -> String {
     match names {
         [] => String::new(),
         [only] => only.clone(),
-        [first @ .., last] => format!("{} and {last}", first.join(", ")),
+        [first @ .., last] => tf("{first} and {last}", &[("first", &first.join(", ")), ("last", last)]),
     }
 }
 
@@ -63,11 +64,11 @@ pub fn FailureSimulation(state: PlanState) -> impl IntoView {
         }
         let fail = failing.get_untracked();
         if fail.is_empty() {
-            error.set(Some("Hosts that fail: tick at least one host.".to_owned()));
+            error.set(Some(t("Hosts that fail: tick at least one host.").to_owned()));
             return;
         }
         let Some(pool) = state.pool_untracked() else {
-            error.set(Some("The failover plan is not loaded yet.".to_owned()));
+            error.set(Some(t("The failover plan is not loaded yet.").to_owned()));
             return;
         };
         let what_if = state.what_if.with_untracked(Option::is_some);
@@ -79,7 +80,7 @@ pub fn FailureSimulation(state: PlanState) -> impl IntoView {
             match api_client::simulate_plan(&request).await {
                 Ok(response) => match response.failures.into_iter().next() {
                     Some(failure) => outcome.set(Some(Outcome { failure, priorities, what_if })),
-                    None => error.set(Some("The planner gave no answer for these hosts.".to_owned())),
+                    None => error.set(Some(t("The planner gave no answer for these hosts.").to_owned())),
                 },
                 Err(failure) => {
                     session.notice(&failure);
@@ -106,7 +107,7 @@ pub fn FailureSimulation(state: PlanState) -> impl IntoView {
                 {name}
                 {(!live)
                     .then(|| {
-                        view! { <span class="field-hint">"(down or not taking VMs: already counted as failed)"</span> }
+                        view! { <span class="field-hint">{t("(down or not taking VMs: already counted as failed)")}</span> }
                     })}
             </label>
         }
@@ -114,15 +115,15 @@ pub fn FailureSimulation(state: PlanState) -> impl IntoView {
 
     view! {
         <section class="panel ha-simulate" aria-labelledby="ha-simulate-heading">
-            <h2 id="ha-simulate-heading">"Simulate failure"</h2>
+            <h2 id="ha-simulate-heading">{t("Simulate failure")}</h2>
             <form class="ha-simulate-form" on:submit=on_submit novalidate>
                 <fieldset class="ha-hosts">
-                    <legend>"Hosts that fail"</legend>
+                    <legend>{t("Hosts that fail")}</legend>
                     {move || hosts.get().into_iter().map(checkbox).collect_view()}
                 </fieldset>
                 <div class="form-actions">
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                        {move || if pending.get() { "Simulating…" } else { "Simulate" }}
+                        {move || if pending.get() { t("Simulating…") } else { t("Simulate") }}
                     </button>
                     <span class="muted">{move || failing.with(|failing| names_text(failing))}</span>
                 </div>
@@ -137,13 +138,17 @@ pub fn FailureSimulation(state: PlanState) -> impl IntoView {
 fn OutcomeView(outcome: Outcome) -> impl IntoView {
     let Outcome { failure, priorities, what_if } = outcome;
     let (class, verdict) = if failure.protected_all_restart {
-        ("ha-good", "Every protected VM restarts.")
+        ("ha-good", t("Every protected VM restarts."))
     } else {
-        ("ha-bad", "Some protected VMs cannot restart.")
+        ("ha-bad", t("Some protected VMs cannot restart."))
     };
     let empty = failure.placements.is_empty();
-    let heading =
-        format!("If {} {}", names_text(&failure.failed), if failure.failed.len() == 1 { "fails" } else { "fail" });
+    let failed = names_text(&failure.failed);
+    let heading = if failure.failed.len() == 1 {
+        tf("If {hosts} fails", &[("hosts", &failed)])
+    } else {
+        tf("If {hosts} fail", &[("hosts", &failed)])
+    };
     let rows = failure
         .placements
         .into_iter()
@@ -153,7 +158,10 @@ fn OutcomeView(outcome: Outcome) -> impl IntoView {
                 (Some(host), _) => view! { <td>{host}</td> }.into_any(),
                 (None, reason) => view! {
                     <td class="ha-no-restart">
-                        {format!("Does not restart: {}", reason.unwrap_or_else(|| "no room".to_owned()))}
+                        {tf(
+                            "Does not restart: {reason}",
+                            &[("reason", &reason.map_or_else(|| t("no room").to_owned(), |reason| server_text(&reason)))],
+                        )}
                     </td>
                 }
                 .into_any(),
@@ -175,20 +183,20 @@ fn OutcomeView(outcome: Outcome) -> impl IntoView {
             </p>
             {what_if
                 .then(|| {
-                    view! { <p class="ha-what-if">"With the restart priorities chosen above, not saved yet."</p> }
+                    view! { <p class="ha-what-if">{t("With the restart priorities chosen above, not saved yet.")}</p> }
                 })}
-            <DataTable label="Where the VMs go">
+            <DataTable label=t("Where the VMs go")>
                 <thead>
                     <tr>
-                        <th scope="col">"VM"</th>
-                        <th scope="col">"Restart priority"</th>
-                        <th scope="col">"Restarts on"</th>
+                        <th scope="col">{t("VM")}</th>
+                        <th scope="col">{t("Restart priority")}</th>
+                        <th scope="col">{t("Restarts on")}</th>
                     </tr>
                 </thead>
                 <tbody>
                     {empty
                         .then(|| {
-                            view! { <EmptyRow columns=3 text="No protected or best-effort VM runs on these hosts." /> }
+                            view! { <EmptyRow columns=3 text=t("No protected or best-effort VM runs on these hosts.") /> }
                         })}
                     {rows}
                 </tbody>

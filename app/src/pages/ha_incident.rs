@@ -8,6 +8,7 @@ use crate::api_client::{self, ClientError};
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
+use crate::i18n::{server_text, t, tf};
 use crate::pages::ha_incidents::{IncidentStatusBadge, duration_text, incident_seconds};
 use crate::session::Session;
 use crate::store::Store;
@@ -19,14 +20,14 @@ use leptos_router::hooks::use_params_map;
 /// A timeline step's kind in words.
 fn kind_text(word: &str) -> &str {
     match word {
-        kind::DETECTED => "Detected",
-        kind::STATE_CHANGED => "State changed",
-        kind::FENCE_ISSUED => "Fence issued",
-        kind::FENCED => "Fenced",
-        kind::FENCE_FAILED => "Fence failed",
-        kind::VM_RESTARTED => "VM restarted",
-        kind::VM_RESTART_FAILED => "VM restart failed",
-        kind::RESOLVED => "Resolved",
+        kind::DETECTED => t("Detected"),
+        kind::STATE_CHANGED => t("State changed"),
+        kind::FENCE_ISSUED => t("Fence issued"),
+        kind::FENCED => t("Fenced"),
+        kind::FENCE_FAILED => t("Fence failed"),
+        kind::VM_RESTARTED => t("VM restarted"),
+        kind::VM_RESTART_FAILED => t("VM restart failed"),
+        kind::RESOLVED => t("Resolved"),
         other => other,
     }
 }
@@ -42,7 +43,7 @@ pub fn HaIncidentPage() -> impl IntoView {
         async move {
             let id = text
                 .parse::<IncidentId>()
-                .map_err(|_| ClientError::Invalid(format!("\"{text}\" is not an incident id.")))?;
+                .map_err(|_| ClientError::Invalid(tf("\"{id}\" is not an incident id.", &[("id", &text)])))?;
             match api_client::ha_incident(id).await {
                 Ok(detail) => {
                     store.upsert_incident_detail(detail);
@@ -75,7 +76,7 @@ pub fn HaIncidentPage() -> impl IntoView {
                 view! {
                     <header class="page-header">
                         <p class="breadcrumb">
-                            <a href="/ha/incidents">"HA incidents"</a>
+                            <a href="/ha/incidents">{t("HA incidents")}</a>
                         </p>
                     </header>
                     <Loading />
@@ -85,9 +86,9 @@ pub fn HaIncidentPage() -> impl IntoView {
                     view! {
                         <header class="page-header">
                             <p class="breadcrumb">
-                                <a href="/ha/incidents">"HA incidents"</a>
+                                <a href="/ha/incidents">{t("HA incidents")}</a>
                             </p>
-                            <h1>"HA incident"</h1>
+                            <h1>{t("HA incident")}</h1>
                         </header>
                         <ErrorView errors retry=move || fetched.refetch() />
                     }
@@ -120,7 +121,7 @@ fn IncidentView(id: IncidentId) -> impl IntoView {
     };
     move || {
         let Some(incident) = incident.get() else {
-            return view! { <p class="muted">"This incident is not known."</p> }.into_any();
+            return view! { <p class="muted">{t("This incident is not known.")}</p> }.into_any();
         };
         let running = incident.ended_at.is_none();
         let started = incident.started_at;
@@ -128,53 +129,56 @@ fn IncidentView(id: IncidentId) -> impl IntoView {
         view! {
             <header class="page-header">
                 <p class="breadcrumb">
-                    <a href="/ha/incidents">"HA incidents"</a>
+                    <a href="/ha/incidents">{t("HA incidents")}</a>
                 </p>
                 <div class="title-row">
-                    <h1>{format!("HA incident: {}", incident.host_name)}</h1>
+                    <h1>{tf("HA incident: {host}", &[("host", &incident.host_name)])}</h1>
                     <IncidentStatusBadge running />
                 </div>
             </header>
-            <section class="panel ha-incident-summary" aria-label="Incident summary">
+            <section class="panel ha-incident-summary" aria-label=t("Incident summary")>
                 <dl class="facts">
-                    <dt>"Host"</dt>
+                    <dt>{t("Host")}</dt>
                     <dd>
                         <a href=format!("/hosts/{}", incident.host_id)>{incident.host_name.clone()}</a>
                     </dd>
-                    <dt>"Started"</dt>
+                    <dt>{t("Started")}</dt>
                     <dd>{format::timestamp(incident.started_at)}</dd>
-                    <dt>"Ended"</dt>
-                    <dd>{incident.ended_at.map(format::timestamp).unwrap_or_else(|| "still running".to_owned())}</dd>
-                    <dt>"Total duration"</dt>
+                    <dt>{t("Ended")}</dt>
+                    <dd>{incident.ended_at.map(format::timestamp).unwrap_or_else(|| t("still running").to_owned())}</dd>
+                    <dt>{t("Total duration")}</dt>
                     <dd class="ha-incident-duration">
                         {move || duration_text(incident_seconds(&counted, store.now.get()))}
                     </dd>
-                    <dt>"Verdict"</dt>
+                    <dt>{t("Verdict")}</dt>
                     <dd class="ha-verdict" role="status">
-                        {incident.verdict.clone().unwrap_or_else(|| "pending: the failover is still running".to_owned())}
+                        {incident
+                            .verdict
+                            .as_deref()
+                            .map_or_else(|| t("pending: the failover is still running").to_owned(), server_text)}
                     </dd>
                 </dl>
             </section>
             <section class="section">
-                <DataTable label="VM restarts" caption=true>
+                <DataTable label=t("VM restarts") caption=true>
                     <thead>
                         <tr>
-                            <th scope="col">"VM"</th>
-                            <th scope="col">"From host"</th>
-                            <th scope="col">"To host"</th>
-                            <th scope="col" class="num">"Seconds"</th>
+                            <th scope="col">{t("VM")}</th>
+                            <th scope="col">{t("From host")}</th>
+                            <th scope="col">{t("To host")}</th>
+                            <th scope="col" class="num">{t("Seconds")}</th>
                         </tr>
                     </thead>
                     <tbody>
                         {move || {
                             let restarts = restarts.get();
                             if restarts.is_empty() {
-                                return view! { <EmptyRow columns=4 text="No VM restarted yet." /> }.into_any();
+                                return view! { <EmptyRow columns=4 text=t("No VM restarted yet.") /> }.into_any();
                             }
                             restarts
                                 .into_iter()
                                 .map(|event| {
-                                    let name = event.vm_name.clone().unwrap_or_else(|| "unnamed VM".to_owned());
+                                    let name = event.vm_name.clone().unwrap_or_else(|| t("unnamed VM").to_owned());
                                     let row_name = name.clone();
                                     view! {
                                         <tr data-vm=row_name>
@@ -187,7 +191,7 @@ fn IncidentView(id: IncidentId) -> impl IntoView {
                                             <td>{host_link(event.from_host_id)}</td>
                                             <td>{host_link(event.to_host_id)}</td>
                                             <td class="num">
-                                                {event.seconds.map(|seconds| format!("{seconds:.1} s")).unwrap_or_default()}
+                                                {event.seconds.map(|seconds| tf("{seconds} s", &[("seconds", &format!("{seconds:.1}"))])).unwrap_or_default()}
                                             </td>
                                         </tr>
                                     }
@@ -199,30 +203,30 @@ fn IncidentView(id: IncidentId) -> impl IntoView {
                 </DataTable>
             </section>
             <section class="section">
-                <DataTable label="Timeline" caption=true>
+                <DataTable label=t("Timeline") caption=true>
                     <thead>
                         <tr>
-                            <th scope="col">"Time"</th>
-                            <th scope="col" class="num">"After"</th>
-                            <th scope="col">"Step"</th>
-                            <th scope="col">"What happened"</th>
+                            <th scope="col">{t("Time")}</th>
+                            <th scope="col" class="num">{t("After")}</th>
+                            <th scope="col">{t("Step")}</th>
+                            <th scope="col">{t("What happened")}</th>
                         </tr>
                     </thead>
                     <tbody>
                         {move || {
                             let events = events.get();
                             if events.is_empty() {
-                                return view! { <EmptyRow columns=4 text="No steps recorded yet." /> }.into_any();
+                                return view! { <EmptyRow columns=4 text=t("No steps recorded yet.") /> }.into_any();
                             }
                             events
                                 .into_iter()
                                 .map(|event| {
                                     let after = (event.at - started).num_milliseconds() as f64 / 1000.0;
-                                    let detail = event.message.clone();
+                                    let detail = server_text(&event.message);
                                     view! {
                                         <tr class=format!("ha-step ha-step-{}", event.kind) data-kind=event.kind.clone()>
                                             <td>{format::timestamp(event.at)}</td>
-                                            <td class="num">{format!("+{after:.1} s")}</td>
+                                            <td class="num">{tf("+{seconds} s", &[("seconds", &format!("{after:.1}"))])}</td>
                                             <td>{kind_text(&event.kind).to_owned()}</td>
                                             <td>{detail}</td>
                                         </tr>

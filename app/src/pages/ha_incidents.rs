@@ -7,6 +7,7 @@ use crate::api_client::{self, ClientError};
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
+use crate::i18n::{server_text, t, tf};
 use crate::session::Session;
 use crate::store::Store;
 use api::v1::{HaIncident, HaIncidentQuery, IncidentId};
@@ -20,13 +21,19 @@ const LISTED: u32 = 200;
 pub fn duration_text(seconds: f64) -> String {
     let seconds = seconds.max(0.0);
     if seconds < 60.0 {
-        return format!("{seconds:.1} s");
+        return tf("{seconds} s", &[("seconds", &format!("{seconds:.1}"))]);
     }
     let whole = seconds.round() as u64;
     if whole < 3600 {
-        format!("{} min {} s", whole / 60, whole % 60)
+        tf(
+            "{minutes} min {seconds} s",
+            &[("minutes", &(whole / 60).to_string()), ("seconds", &(whole % 60).to_string())],
+        )
     } else {
-        format!("{} h {} min", whole / 3600, (whole % 3600) / 60)
+        tf(
+            "{hours} h {minutes} min",
+            &[("hours", &(whole / 3600).to_string()), ("minutes", &((whole % 3600) / 60).to_string())],
+        )
     }
 }
 
@@ -41,7 +48,7 @@ pub fn incident_seconds(incident: &HaIncident, now: DateTime<Utc>) -> f64 {
 /// "Running" or "Ended", as a badge.
 #[component]
 pub fn IncidentStatusBadge(running: bool) -> impl IntoView {
-    let (word, text) = if running { ("running", "Running") } else { ("ended", "Ended") };
+    let (word, text) = if running { ("running", t("Running")) } else { ("ended", t("Ended")) };
     view! {
         <span class=format!("badge badge-incident badge-incident-{word}") data-incident-state=word>
             {text}
@@ -91,13 +98,19 @@ pub fn HaIncidentsPage() -> impl IntoView {
     view! {
         <div class="page">
             <header class="page-header">
-                <h1>"HA incidents"</h1>
+                <h1>{t("HA incidents")}</h1>
                 <p class="page-summary">
                     {move || {
                         let (running, total) = store.incidents.with(|incidents| {
                             (incidents.values().filter(|incident| incident.ended_at.is_none()).count(), incidents.len())
                         });
-                        format!("{} ({running} running)", format::count(total, "incident", "incidents"))
+                        let (total, running) = (total.to_string(), running.to_string());
+                        let args = [("count", total.as_str()), ("running", running.as_str())];
+                        if total == "1" {
+                            tf("{count} incident ({running} running)", &args)
+                        } else {
+                            tf("{count} incidents ({running} running)", &args)
+                        }
                     }}
                 </p>
             </header>
@@ -109,20 +122,20 @@ pub fn HaIncidentsPage() -> impl IntoView {
                         listed.await?;
                         store.load.await?;
                         Ok::<_, ClientError>(view! {
-                            <DataTable label="HA incidents">
+                            <DataTable label=t("HA incidents")>
                                 <thead>
                                     <tr>
-                                        <th scope="col">"Host"</th>
-                                        <th scope="col">"Started"</th>
-                                        <th scope="col">"Duration"</th>
-                                        <th scope="col">"Status"</th>
-                                        <th scope="col">"Verdict"</th>
-                                        <th scope="col">"Timeline"</th>
+                                        <th scope="col">{t("Host")}</th>
+                                        <th scope="col">{t("Started")}</th>
+                                        <th scope="col">{t("Duration")}</th>
+                                        <th scope="col">{t("Status")}</th>
+                                        <th scope="col">{t("Verdict")}</th>
+                                        <th scope="col">{t("Timeline")}</th>
                                     </tr>
                                 </thead>
                                 <tbody>
                                     <Show when=move || ids.with(Vec::is_empty)>
-                                        <EmptyRow columns=6 text="No HA incidents: no host has failed while HA protected it." />
+                                        <EmptyRow columns=6 text=t("No HA incidents: no host has failed while HA protected it.") />
                                     </Show>
                                     <For each=move || ids.get() key=|id| *id children=|id| view! { <IncidentRow id /> } />
                                 </tbody>
@@ -153,13 +166,13 @@ fn IncidentRow(id: IncidentId) -> impl IntoView {
                     <td>
                         <IncidentStatusBadge running />
                     </td>
-                    <td>{incident.verdict.clone().unwrap_or_else(|| "—".to_owned())}</td>
+                    <td>{incident.verdict.as_deref().map_or_else(|| "—".to_owned(), server_text)}</td>
                     <td>
                         <a
                             href=format!("/ha/incidents/{id}")
-                            aria-label=format!("Timeline of the incident of {}", incident.host_name)
+                            aria-label=tf("Timeline of the incident of {host}", &[("host", &incident.host_name)])
                         >
-                            "Timeline"
+                            {t("Timeline")}
                         </a>
                     </td>
                 </tr>

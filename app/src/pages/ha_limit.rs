@@ -7,8 +7,8 @@
 use crate::api_client;
 use crate::components::dialog::{Dialog, FormError, WhyNot, focus_when_mounted};
 use crate::components::form::TextField;
-use crate::components::format::count;
-use crate::pages::ha_plan::PlanState;
+use crate::i18n::{t, tf};
+use crate::pages::ha_plan::{PlanState, host_failures};
 use crate::session::{Ability, Session};
 use api::v1::SetFailureLimitRequest;
 use leptos::ev::SubmitEvent;
@@ -25,11 +25,9 @@ const LIMIT_ABOVE_CAPACITY: &str = "limit-above-capacity";
 
 /// The limit as typed, checked like the server checks it.
 fn parse_limit(text: &str) -> Result<u32, String> {
-    text.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|limit| *limit <= MAX_LIMIT)
-        .ok_or_else(|| format!("Host failure limit: give a whole number from 0 to {MAX_LIMIT}."))
+    text.trim().parse::<u32>().ok().filter(|limit| *limit <= MAX_LIMIT).ok_or_else(|| {
+        tf("Host failure limit: give a whole number from 0 to {max}.", &[("max", &MAX_LIMIT.to_string())])
+    })
 }
 
 /// Whether `limit` is above what the cluster can survive (`None`: not even today's protected VMs fit).
@@ -41,13 +39,13 @@ fn above_capacity(limit: u32, capacity: Option<u32>) -> bool {
 fn overcommit_text(cluster: &str, limit: u32, capacity: Option<u32>) -> String {
     let now = match capacity {
         Some(capacity) => {
-            format!("{cluster} can survive {} now.", count(capacity as usize, "host failure", "host failures"))
+            tf("{cluster} can survive {failures} now.", &[("cluster", cluster), ("failures", &host_failures(capacity))])
         }
-        None => format!("{cluster} has no failover plan now: not every protected VM can run."),
+        None => tf("{cluster} has no failover plan now: not every protected VM can run.", &[("cluster", cluster)]),
     };
-    format!(
-        "{now} With a host failure limit of {limit} it becomes overcommitted: its plan covers fewer failures than \
-         the limit, an alert is raised, and actions that lower the capacity further are no longer refused."
+    tf(
+        "{now} With a host failure limit of {limit} it becomes overcommitted: its plan covers fewer failures than the limit, an alert is raised, and actions that lower the capacity further are no longer refused.",
+        &[("now", &now), ("limit", &limit.to_string())],
     )
 }
 
@@ -86,7 +84,7 @@ pub fn FailureLimit(state: PlanState) -> impl IntoView {
             match api_client::set_failure_limit(state.cluster, &request).await {
                 Ok(plan) => {
                     state.live.set(Some(plan));
-                    notice.set(Some(format!("Host failure limit set to {limit}.")));
+                    notice.set(Some(tf("Host failure limit set to {limit}.", &[("limit", &limit.to_string())])));
                 }
                 Err(failure) if !confirm_overcommit && failure.code() == Some(LIMIT_ABOVE_CAPACITY) => {
                     confirming.set(Some(Confirmation { limit, message: failure.to_string() }));
@@ -114,7 +112,7 @@ pub fn FailureLimit(state: PlanState) -> impl IntoView {
         };
         error.set(None);
         if current.get_untracked() == Some(limit) {
-            notice.set(Some(format!("Nothing to save: the limit is {limit} already.")));
+            notice.set(Some(tf("Nothing to save: the limit is {limit} already.", &[("limit", &limit.to_string())])));
             return;
         }
         let (cluster, capacity) = state.live.with_untracked(|plan| {
@@ -135,24 +133,26 @@ pub fn FailureLimit(state: PlanState) -> impl IntoView {
 
     view! {
         <section class="panel ha-limit" aria-labelledby="ha-limit-heading">
-            <h2 id="ha-limit-heading">"Host failure limit"</h2>
+            <h2 id="ha-limit-heading">{t("Host failure limit")}</h2>
             <form class="ha-limit-form" on:submit=on_submit novalidate>
-                <TextField id="ha-limit" label="Host failure limit" value=text kind="number" disabled=!editable />
+                <TextField id="ha-limit" label=t("Host failure limit") value=text kind="number" disabled=!editable />
                 {editable
                     .then(|| {
                         view! {
                             <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                                {move || if pending.get() { "Saving…" } else { "Save limit" }}
+                                {move || if pending.get() { t("Saving…") } else { t("Save limit") }}
                             </button>
                         }
                     })}
             </form>
             <p class="field-hint">
-                "How many host failures the cluster should survive; actions that would break that are checked first."
+                {t(
+                    "How many host failures the cluster should survive; actions that would break that are checked first.",
+                )}
             </p>
             <FormError error />
             {move || notice.get().map(|text| view! { <p class="form-saved" role="status">{text}</p> })}
-            {permitted.err().map(|reason| view! { <WhyNot action="change the host failure limit" reason /> })}
+            {permitted.err().map(|reason| view! { <WhyNot action=t("change the host failure limit") reason /> })}
         </section>
         {move || confirming.get().map(|confirmation| view! { <ConfirmOvercommit confirmation close confirm /> })}
     }
@@ -165,14 +165,14 @@ fn ConfirmOvercommit(confirmation: Confirmation, close: Callback<()>, confirm: C
     focus_when_mounted(move || cancel.get().map(HtmlElement::from));
     let limit = confirmation.limit;
     view! {
-        <Dialog title="The pool will be overcommitted" on_close=close>
+        <Dialog title=t("The pool will be overcommitted") on_close=close>
             <p>{confirmation.message}</p>
             <div class="dialog-actions">
                 <button type="button" class="button" node_ref=cancel on:click=move |_| close.run(())>
-                    "Cancel"
+                    {t("Cancel")}
                 </button>
                 <button type="button" class="button button-danger" on:click=move |_| confirm.run(limit)>
-                    "Set the limit anyway"
+                    {t("Set the limit anyway")}
                 </button>
             </div>
         </Dialog>

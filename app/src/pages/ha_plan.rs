@@ -13,6 +13,7 @@
 
 use crate::api_client;
 use crate::components::error_view::Loading;
+use crate::i18n::{t, tf};
 use crate::pages::ha_failure::FailureSimulation;
 use crate::pages::ha_limit::FailureLimit;
 use crate::pages::ha_priorities::PriorityTable;
@@ -43,6 +44,16 @@ impl PlanState {
         self.what_if
             .get_untracked()
             .or_else(|| self.live.with_untracked(|plan| plan.as_ref().map(|plan| plan.pool.clone())))
+    }
+}
+
+/// "1 host failure", "2 host failures" (in Korean one form).
+pub(super) fn host_failures(n: u32) -> String {
+    let count = n.to_string();
+    if n == 1 {
+        tf("{count} host failure", &[("count", &count)])
+    } else {
+        tf("{count} host failures", &[("count", &count)])
     }
 }
 
@@ -92,11 +103,11 @@ pub fn HaPlanPage() -> impl IntoView {
         Err(_) => view! {
             <div class="page">
                 <header class="page-header">
-                    <h1>"HA plan"</h1>
+                    <h1>{t("HA plan")}</h1>
                 </header>
                 <div class="error-panel" role="alert">
-                    <p class="error-title">"Could not load this page"</p>
-                    <p>{format!("\"{}\" is not a cluster id.", id.get())}</p>
+                    <p class="error-title">{t("Could not load this page")}</p>
+                    <p>{tf("\"{id}\" is not a cluster id.", &[("id", &id.get())])}</p>
                 </div>
             </div>
         }
@@ -190,9 +201,16 @@ fn ClusterPlan(cluster: ClusterId) -> impl IntoView {
         <div class="page">
             <header class="page-header">
                 <p class="breadcrumb">
-                    <a href="/clusters">"Clusters"</a>
+                    <a href="/clusters">{t("Clusters")}</a>
                 </p>
-                <h1>{move || format!("HA plan: {}", name().unwrap_or_else(|| "cluster".to_owned()))}</h1>
+                <h1>
+                    {move || {
+                        tf(
+                            "HA plan: {cluster}",
+                            &[("cluster", &name().unwrap_or_else(|| t("cluster").to_owned()))],
+                        )
+                    }}
+                </h1>
             </header>
             {move || {
                 fetch_error.get().map(|message| view! { <PlanFetchError message retry=move || fetched.refetch() /> })
@@ -220,10 +238,10 @@ fn ClusterPlan(cluster: ClusterId) -> impl IntoView {
 fn PlanFetchError(message: String, #[prop(into)] retry: Callback<()>) -> impl IntoView {
     view! {
         <div class="error-panel" role="alert">
-            <p class="error-title">"Could not load the failover plan"</p>
+            <p class="error-title">{t("Could not load the failover plan")}</p>
             <p>{message}</p>
             <button type="button" class="button" on:click=move |_| retry.run(())>
-                "Try again"
+                {t("Try again")}
             </button>
         </div>
     }

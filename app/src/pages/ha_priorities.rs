@@ -10,8 +10,9 @@ use crate::api_client;
 use crate::components::admission::run_admitted;
 use crate::components::badges::VmStateBadge;
 use crate::components::dialog::{FormError, WhyNot};
-use crate::components::format::{self, count};
+use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
+use crate::i18n::{t, tf};
 use crate::pages::ha_plan::{PlanState, effective_priority};
 use crate::session::{Ability, Session};
 use crate::store::Store;
@@ -68,7 +69,10 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
         spawn_local(async move {
             let total = order.len();
             for (index, (id, name, request)) in order.into_iter().enumerate() {
-                progress.set(Some(format!("Saving {name} ({} of {total})…", index + 1)));
+                progress.set(Some(tf(
+                    "Saving {name} ({index} of {total})…",
+                    &[("name", &name), ("index", &(index + 1).to_string()), ("total", &total.to_string())],
+                )));
                 match run_admitted(store, |choice| api_client::update_vm_ha(id, &request, choice)).await {
                     Some(Ok(vm)) => {
                         store.upsert_vm(vm);
@@ -78,12 +82,13 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
                     }
                     Some(Err(failure)) => {
                         session.notice(&failure);
-                        error.set(Some(format!("{name}: {failure}")));
+                        error.set(Some(tf("{name}: {error}", &[("name", &name), ("error", &failure.to_string())])));
                         break;
                     }
                     None => {
-                        notice.set(Some(format!(
-                            "Stopped at {name}: cancelled at the overcommit warning. The changes left are not saved."
+                        notice.set(Some(tf(
+                            "Stopped at {name}: cancelled at the overcommit warning. The changes left are not saved.",
+                            &[("name", &name)],
                         )));
                         break;
                     }
@@ -91,7 +96,7 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
             }
             progress.set(None);
             if state.edits.with_untracked(BTreeMap::is_empty) {
-                notice.set(Some("Restart priorities saved.".to_owned()));
+                notice.set(Some(t("Restart priorities saved.").to_owned()));
             }
         });
     };
@@ -103,25 +108,24 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
 
     view! {
         <section class="panel ha-priorities" aria-labelledby="ha-priorities-heading">
-            <h2 id="ha-priorities-heading">"Restart priorities"</h2>
+            <h2 id="ha-priorities-heading">{t("Restart priorities")}</h2>
             <p class="field-hint">
-                "Changing a priority recomputes the plan above at once. "
-                "Nothing is saved until you press Save priorities."
+                {t("Changing a priority recomputes the plan above at once. Nothing is saved until you press Save priorities.")}
             </p>
-            <DataTable label="Restart priorities of the cluster's VMs">
+            <DataTable label=t("Restart priorities of the cluster's VMs")>
                 <thead>
                     <tr>
-                        <th scope="col">"VM"</th>
-                        <th scope="col">"State"</th>
-                        <th scope="col">"Host"</th>
-                        <th scope="col">"Memory"</th>
-                        <th scope="col">"CPU"</th>
-                        <th scope="col">"Restart priority"</th>
+                        <th scope="col">{t("VM")}</th>
+                        <th scope="col">{t("State")}</th>
+                        <th scope="col">{t("Host")}</th>
+                        <th scope="col">{t("Memory")}</th>
+                        <th scope="col">{t("CPU")}</th>
+                        <th scope="col">{t("Restart priority")}</th>
                     </tr>
                 </thead>
                 <tbody>
                     <Show when=move || vm_ids().is_empty()>
-                        <EmptyRow columns=6 text="This cluster has no VMs." />
+                        <EmptyRow columns=6 text=t("This cluster has no VMs.") />
                     </Show>
                     <For each=vm_ids key=|id| *id children=move |id| view! { <PriorityRow state id /> } />
                 </tbody>
@@ -136,24 +140,25 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
                                 disabled=move || changed.get() == 0 || busy()
                                 on:click=save
                             >
-                                "Save priorities"
+                                {t("Save priorities")}
                             </button>
                         }
                     })}
                 <button type="button" class="button" disabled=move || changed.get() == 0 || busy() on:click=discard>
-                    "Discard changes"
+                    {t("Discard changes")}
                 </button>
                 <span class="muted">
                     {move || match changed.get() {
-                        0 => "No unsaved changes".to_owned(),
-                        n => format!("{} not saved", count(n, "change", "changes")),
+                        0 => t("No unsaved changes").to_owned(),
+                        1 => t("1 change not saved").to_owned(),
+                        n => tf("{count} changes not saved", &[("count", &n.to_string())]),
                     }}
                 </span>
             </div>
             {move || progress.get().map(|text| view! { <p class="in-progress" role="status">{text}</p> })}
             <FormError error />
             {move || notice.get().map(|text| view! { <p class="ha-notice" role="status">{text}</p> })}
-            {permitted.err().map(|reason| view! { <WhyNot action="save restart priorities" reason /> })}
+            {permitted.err().map(|reason| view! { <WhyNot action=t("save restart priorities") reason /> })}
         </section>
     }
 }
@@ -197,8 +202,8 @@ fn PriorityRow(state: PlanState, id: VmId) -> impl IntoView {
     };
     move || {
         vm.get().map(|vm| {
-            let host = vm.host_id.map_or_else(|| "not placed".to_owned(), |host| store.host_name(host));
-            let note = (!planned(vm.state)).then_some("not running: not in the plan");
+            let host = vm.host_id.map_or_else(|| t("not placed").to_owned(), |host| store.host_name(host));
+            let note = (!planned(vm.state)).then(|| t("not running: not in the plan"));
             view! {
                 <tr class=move || if edited.get().is_some() { "ha-edited" } else { "" }>
                     <th scope="row">
@@ -213,13 +218,13 @@ fn PriorityRow(state: PlanState, id: VmId) -> impl IntoView {
                     <td>
                         <div class="ha-priority-cell">
                             <select
-                                aria-label=format!("Restart priority of {}", vm.name)
+                                aria-label=tf("Restart priority of {name}", &[("name", &vm.name)])
                                 on:change:target=move |event| choose(event.target().value())
                             >
                                 {options}
                             </select>
                             {move || {
-                                edited.get().is_some().then(|| view! { <span class="ha-changed">"changed"</span> })
+                                edited.get().is_some().then(|| view! { <span class="ha-changed">{t("changed")}</span> })
                             }}
                             {note.map(|note| view! { <span class="field-hint">{note}</span> })}
                         </div>

@@ -5,8 +5,9 @@
 //! (`POST /ha/plan/simulate`), recomputed at every change.
 
 use crate::api_client;
-use crate::components::format::{self, count};
-use crate::pages::ha_plan::PlanState;
+use crate::components::format;
+use crate::i18n::{server_text, t, tf};
+use crate::pages::ha_plan::{PlanState, host_failures};
 use api::v1::{PlanReport, PlanSimulateRequest, RestartPriority};
 use leptos::prelude::*;
 
@@ -14,20 +15,27 @@ use leptos::prelude::*;
 fn verdict(report: &PlanReport) -> (bool, String) {
     match report.max_failure_capacity {
         Some(capacity) if !report.overcommitted => {
-            (true, format!("HA is guaranteed, max {}", count(capacity as usize, "failure", "failures")))
+            let count = capacity.to_string();
+            let headline = if capacity == 1 {
+                tf("HA is guaranteed, max {count} failure", &[("count", &count)])
+            } else {
+                tf("HA is guaranteed, max {count} failures", &[("count", &count)])
+            };
+            (true, headline)
         }
-        _ => (false, "HA cannot be guaranteed".to_owned()),
+        _ => (false, t("HA cannot be guaranteed").to_owned()),
     }
 }
 
 /// Why HA cannot be guaranteed, when it cannot.
 fn shortfall(report: &PlanReport) -> Option<String> {
     match (report.max_failure_capacity, report.overcommitted) {
-        (None, _) => Some(report.reason.clone().unwrap_or_else(|| "Not every protected VM can run now.".to_owned())),
-        (Some(capacity), true) => Some(format!(
-            "The cluster survives {} but its host failure limit is {}: it is overcommitted.",
-            count(capacity as usize, "host failure", "host failures"),
-            report.failure_limit
+        (None, _) => Some(
+            report.reason.as_deref().map_or_else(|| t("Not every protected VM can run now.").to_owned(), server_text),
+        ),
+        (Some(capacity), true) => Some(tf(
+            "The cluster survives {failures} but its host failure limit is {limit}: it is overcommitted.",
+            &[("failures", &host_failures(capacity)), ("limit", &report.failure_limit.to_string())],
         )),
         (Some(_), false) => None,
     }
@@ -35,10 +43,10 @@ fn shortfall(report: &PlanReport) -> Option<String> {
 
 fn method_text(method: &str) -> &'static str {
     match method {
-        "exact" => "exact: it cannot survive more failures",
-        "bound" => "proven bound: it may survive more failures",
-        "trivial" => "nothing to protect",
-        _ => "no plan",
+        "exact" => t("exact: it cannot survive more failures"),
+        "bound" => t("proven bound: it may survive more failures"),
+        "trivial" => t("nothing to protect"),
+        _ => t("no plan"),
     }
 }
 
@@ -83,7 +91,8 @@ pub fn Verdict(state: PlanState) -> impl IntoView {
     });
     let report_view = move |report: PlanReport, what_if: bool| {
         let (good, headline) = verdict(&report);
-        let capacity = report.max_failure_capacity.map_or_else(|| "none".to_owned(), |capacity| capacity.to_string());
+        let capacity =
+            report.max_failure_capacity.map_or_else(|| t("none").to_owned(), |capacity| capacity.to_string());
         view! {
             <p class=if good { "ha-verdict-title ha-good" } else { "ha-verdict-title ha-bad" } role="status">
                 {headline}
@@ -91,25 +100,25 @@ pub fn Verdict(state: PlanState) -> impl IntoView {
             {shortfall(&report).map(|text| view! { <p class="ha-shortfall">{text}</p> })}
             {what_if
                 .then(|| {
-                    view! { <p class="ha-what-if">"With the restart priorities chosen below, not saved yet."</p> }
+                    view! { <p class="ha-what-if">{t("With the restart priorities chosen below, not saved yet.")}</p> }
                 })}
             <dl class="facts ha-facts">
-                <dt>"Max failure capacity"</dt>
+                <dt>{t("Max failure capacity")}</dt>
                 <dd>{capacity}</dd>
-                <dt>"Plan exists for"</dt>
-                <dd>{count(report.plan_exists_for as usize, "host failure", "host failures")}</dd>
-                <dt>"Host failure limit"</dt>
+                <dt>{t("Plan exists for")}</dt>
+                <dd>{host_failures(report.plan_exists_for)}</dd>
+                <dt>{t("Host failure limit")}</dt>
                 <dd>{report.failure_limit}</dd>
-                <dt>"Overcommitted"</dt>
-                <dd>{if report.overcommitted { "Yes" } else { "No" }}</dd>
-                <dt>"Computed by"</dt>
+                <dt>{t("Overcommitted")}</dt>
+                <dd>{if report.overcommitted { t("Yes") } else { t("No") }}</dd>
+                <dt>{t("Computed by")}</dt>
                 <dd>{method_text(&report.method)}</dd>
             </dl>
             {(!report.unprotectable.is_empty()).then(|| view! {
                 <p class="field-hint">
-                    {format!(
-                        "On local storage, so HA cannot restart them elsewhere: {}.",
-                        report.unprotectable.join(", "),
+                    {tf(
+                        "On local storage, so HA cannot restart them elsewhere: {vms}.",
+                        &[("vms", &report.unprotectable.join(", "))],
                     )}
                 </p>
             })}
@@ -118,17 +127,17 @@ pub fn Verdict(state: PlanState) -> impl IntoView {
     };
     view! {
         <section class="panel ha-verdict" aria-labelledby="ha-verdict-heading">
-            <h2 id="ha-verdict-heading">"Failover plan"</h2>
+            <h2 id="ha-verdict-heading">{t("Failover plan")}</h2>
             {move || match shown.get() {
                 Shown::Live(report) => report_view(report, false),
                 Shown::WhatIf(report) => report_view(report, true),
-                Shown::Computing => view! { <p class="in-progress" role="status">"Computing the plan…"</p> }.into_any(),
+                Shown::Computing => view! { <p class="in-progress" role="status">{t("Computing the plan…")}</p> }.into_any(),
                 Shown::Failed(message) => view! { <p class="form-error" role="alert">{message}</p> }.into_any(),
             }}
             <p class="field-hint">
-                {format!(
-                    "Protected VMs are those with priority \"{}\"; only running VMs are planned for.",
-                    format::priority_label(RestartPriority::Restart),
+                {tf(
+                    "Protected VMs are those with priority \"{priority}\"; only running VMs are planned for.",
+                    &[("priority", format::priority_label(RestartPriority::Restart))],
                 )}
             </p>
         </section>
