@@ -494,3 +494,100 @@ pub async fn ha_incidents(query: &api::v1::HaIncidentQuery) -> ClientResult<Vec<
 pub async fn ha_incident(id: api::v1::IncidentId) -> ClientResult<api::v1::HaIncidentDetail> {
     get_json(&format!("/api/v1/ha/incidents/{id}")).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sentences as the server writes them (same `format!` strings, real-looking figures).
+    const SERVER_SENTENCES: &[&str] = &[
+        "host kvm-a1 failure detected: no network heartbeat for 5012 ms and its storage heartbeat is silent on every \
+         storage read",
+        "Suspect → Checking: no network heartbeat for 3001 ms",
+        "OOBM power OFF sent to kvm-a1 (attempt 1)",
+        "fencing attempt 2 not confirmed: OFF failed: BMC unreachable: connection refused",
+        "VM web-1 restarted on kvm-a2 (9.8 s after detection)",
+        "VM db-1 cannot be restarted: its disks are not all on shared storage",
+        "host fenced; 3 VM(s) restarted elsewhere",
+        "host kvm-a1 failed: no network heartbeat for 5012 ms; no host can read its storage heartbeat; fencing it",
+        "host kvm-a1 is fenced (the BMC reports the host Off after OFF); its VMs restart elsewhere; it stays in \
+         maintenance",
+        "fencing host kvm-a1 failed (OFF failed: BMC timed out: no answer); retrying in 5 s. Its VMs are not \
+         restarted until it is confirmed off or its self-fence deadline has passed",
+        "VM web-1 restarted on kvm-a2 (from kvm-a1) 9.8 s after the failure was detected",
+        "cluster cluster-a is overcommitted: it can survive 0 host failure(s), its host failure limit is 1",
+        "failover capacity of cluster cluster-a dropped from 1 to no plan host failure(s) (host failure limit 1)",
+        "primary storage nfs-1 is down: no host can write its heartbeat there; its VMs are stopped and restart when \
+         it is back",
+        "no live host in cluster cluster-a or its zone carrying tags ssd mounts its storage and accepts VMs",
+        "protected VM \"db\" cannot run anywhere even with no failure: no host has 4096 MB memory and 2000 MHz CPU \
+         free",
+        "OOBM authentication failed for host kvm-a1: its BMC at 10.0.0.5:623 (Ipmi) refused user \"admin\": the BMC \
+         refused the credentials: bad password",
+        "the BMC is unreachable: connection refused",
+        "host kvm-a1 has no OOBM configuration to enable; configure it first",
+        "OOBM is disabled for host kvm-a1: off for its zone, its cluster",
+        "HA is off for its cluster, the host",
+        "limit: must be 0 to 1000",
+        "tags: \"fast disk\" must be 1 to 64 characters without spaces",
+        "your role (read-only) may not change HA settings",
+        "VM \"web-1\" is running; only a stopped VM can be started",
+        "kvm-a1 cannot enter maintenance; these VMs have nowhere to go: web-1; db-1",
+        "no cluster with id 3f2a",
+        "the alert was already acknowledged by admin at 2026-11-22T10:00:00+00:00",
+    ];
+
+    /// Whether `message` fits `template`: its literal parts in order, each `{placeholder}` some
+    /// non-empty text (how `i18n::server_text` reads the catalog).
+    fn fits(template: &str, message: &str) -> bool {
+        let mut literals = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            let close = open + rest[open..].find('}').expect("closed placeholder");
+            literals.push(&rest[..open]);
+            rest = &rest[close + 1..];
+        }
+        let last = rest;
+        let Some(mut message) = message.strip_prefix(literals.first().copied().unwrap_or(last)) else {
+            return false;
+        };
+        if literals.is_empty() {
+            return message.is_empty();
+        }
+        for literal in literals.iter().skip(1).chain([&last]) {
+            if literal.is_empty() {
+                return !message.is_empty();
+            }
+            match message.get(1..).and_then(|after| after.find(literal)) {
+                Some(at) => message = &message[1 + at + literal.len()..],
+                None => return false,
+            }
+        }
+        message.is_empty()
+    }
+
+    #[test]
+    fn real_server_sentences_have_korean_templates() {
+        let catalog: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(include_str!("../locales/ko/server.json")).expect("ko/server.json is JSON");
+        let unmatched: Vec<&str> = SERVER_SENTENCES
+            .iter()
+            .copied()
+            .filter(|message| !catalog.keys().any(|template| fits(template, message)))
+            .collect();
+        assert!(unmatched.is_empty(), "no template in ko/server.json fits:\n{}", unmatched.join("\n"));
+    }
+
+    #[test]
+    fn english_errors_read_as_the_server_wrote_them() {
+        let error = ClientError::Api {
+            status: 409,
+            error: ApiError { code: "conflict".into(), message: "kvm-a1 is already in maintenance".into() },
+        };
+        assert_eq!(error.to_string(), "kvm-a1 is already in maintenance");
+        assert_eq!(
+            ClientError::Network("timed out".into()).to_string(),
+            "Cannot reach the management server (timed out)."
+        );
+    }
+}
