@@ -13,7 +13,7 @@
 
 use crate::api_client::{ClientError, ClientResult};
 use crate::components::dialog::{Dialog, focus_when_mounted};
-use crate::components::format::count;
+use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::v1::{OvercommitChoice, OvercommitConflict};
@@ -106,7 +106,7 @@ where
 
 /// "1", or "none" when not every protected VM can run even without a failure.
 fn capacity_text(capacity: Option<u32>) -> String {
-    capacity.map_or_else(|| "none".to_owned(), |capacity| capacity.to_string())
+    capacity.map_or_else(|| t("none").to_owned(), |capacity| capacity.to_string())
 }
 
 /// "starting VM ..." -> "Starting VM ...".
@@ -115,42 +115,44 @@ fn capitalized(text: &str) -> String {
     chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
+/// "1 host failure", "2 host failures".
 fn failures(n: u32) -> String {
-    count(n as usize, "host failure", "host failures")
+    if n == 1 { t("1 host failure").to_owned() } else { tf("{n} host failures", &[("n", &n.to_string())]) }
 }
 
 /// What the action would do to the plan, in words.
 fn explanation(conflict: &OvercommitConflict) -> String {
-    let consequence = match conflict.capacity_after {
-        Some(capacity) => {
-            format!("would leave {} able to survive only {}", conflict.cluster_name, failures(capacity))
-        }
-        None => format!(
-            "would leave {} without a failover plan: not every protected VM could run even with no host failure",
-            conflict.cluster_name
+    let action = capitalized(&server_text(&conflict.action));
+    let covered = failures(conflict.plan_exists_for);
+    let limit = conflict.limit.to_string();
+    match conflict.capacity_after {
+        Some(capacity) => tf(
+            "{action} would leave {cluster} able to survive only {failures}, while its failover plan covers {covered} (host failure limit {limit}).",
+            &[
+                ("action", &action),
+                ("cluster", &conflict.cluster_name),
+                ("failures", &failures(capacity)),
+                ("covered", &covered),
+                ("limit", &limit),
+            ],
         ),
-    };
-    format!(
-        "{} {consequence}, while its failover plan covers {} (host failure limit {}).",
-        capitalized(&conflict.action),
-        failures(conflict.plan_exists_for),
-        conflict.limit
-    )
+        None => tf(
+            "{action} would leave {cluster} without a failover plan: not every protected VM could run even with no host failure, while its failover plan covers {covered} (host failure limit {limit}).",
+            &[("action", &action), ("cluster", &conflict.cluster_name), ("covered", &covered), ("limit", &limit)],
+        ),
+    }
 }
 
 /// What the two ways past the warning do, for those who may take them.
 fn choices_text(conflict: &OvercommitConflict) -> String {
     match conflict.lower_limit_to {
-        Some(limit) => format!(
-            "Proceeding anyway leaves {} overcommitted (an alert is raised); lowering its host failure limit to {limit} \
-             keeps a plan for {}.",
-            conflict.cluster_name,
-            failures(limit)
+        Some(limit) => tf(
+            "Proceeding anyway leaves {cluster} overcommitted (an alert is raised); lowering its host failure limit to {limit} keeps a plan for {failures}.",
+            &[("cluster", &conflict.cluster_name), ("limit", &limit.to_string()), ("failures", &failures(limit))],
         ),
-        None => format!(
-            "Proceeding anyway leaves {} without a failover plan (an alert is raised); no lower failure limit would \
-             keep one.",
-            conflict.cluster_name
+        None => tf(
+            "Proceeding anyway leaves {cluster} without a failover plan (an alert is raised); no lower failure limit would keep one.",
+            &[("cluster", &conflict.cluster_name)],
         ),
     }
 }
@@ -179,37 +181,36 @@ fn WarningDialog(conflict: OvercommitConflict, role: Result<(), String>) -> impl
     let cancel_button = NodeRef::<html::Button>::new();
     focus_when_mounted(move || cancel_button.get().map(HtmlElement::from));
     let why_not = match (&role, conflict.may_override) {
-        (Err(reason), _) => Some(format!("{reason} You can only cancel, or ask one of them.")),
+        (Err(reason), _) => Some(tf("{reason} You can only cancel, or ask one of them.", &[("reason", reason)])),
         (Ok(()), false) => Some(
-            "The server does not let your role override this warning. You can only cancel, or ask a pool operator \
-             or pool admin."
-                .to_owned(),
+            t("The server does not let your role override this warning. You can only cancel, or ask a pool operator or pool admin.")
+            .to_owned(),
         ),
         (Ok(()), true) => None,
     };
     let may_override = why_not.is_none();
     let lower_to = conflict.lower_limit_to.filter(|_| may_override);
-    let figures = format!(
-        "{} → {} host failures",
-        capacity_text(conflict.capacity_before),
-        capacity_text(conflict.capacity_after)
+    let figures = tf(
+        "{before} → {after} host failures",
+        &[("before", &capacity_text(conflict.capacity_before)), ("after", &capacity_text(conflict.capacity_after))],
     );
+    let action = server_text(&conflict.action);
 
     view! {
-        <Dialog title="This would break the failover plan" on_close=Callback::new(move |()| answer(store, None))>
+        <Dialog title=t("This would break the failover plan") on_close=Callback::new(move |()| answer(store, None))>
             <div class="overcommit-warning">
                 <p class="overcommit-message">{explanation(&conflict)}</p>
                 <dl class="facts overcommit-facts">
-                    <dt>"Cluster"</dt>
+                    <dt>{t("Cluster")}</dt>
                     <dd>{conflict.cluster_name.clone()}</dd>
-                    <dt>"Action"</dt>
-                    <dd>{conflict.action.clone()}</dd>
-                    <dt>"Max failure capacity"</dt>
+                    <dt>{t("Action")}</dt>
+                    <dd>{action}</dd>
+                    <dt>{t("Max failure capacity")}</dt>
                     <dd>{figures}</dd>
-                    <dt>"Host failure limit"</dt>
+                    <dt>{t("Host failure limit")}</dt>
                     <dd>{conflict.limit}</dd>
-                    <dt>"Plan exists for"</dt>
-                    <dd>{count(conflict.plan_exists_for as usize, "host failure", "host failures")}</dd>
+                    <dt>{t("Plan exists for")}</dt>
+                    <dd>{failures(conflict.plan_exists_for)}</dd>
                 </dl>
                 {match why_not {
                     Some(reason) => view! { <p class="overcommit-why">{reason}</p> }.into_any(),
@@ -222,7 +223,7 @@ fn WarningDialog(conflict: OvercommitConflict, role: Result<(), String>) -> impl
                         node_ref=cancel_button
                         on:click=move |_| answer(store, None)
                     >
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     {lower_to
                         .map(|limit| {
@@ -232,7 +233,7 @@ fn WarningDialog(conflict: OvercommitConflict, role: Result<(), String>) -> impl
                                     class="button"
                                     on:click=move |_| answer(store, Some(OvercommitChoice::LowerLimit))
                                 >
-                                    {format!("Lower the failure limit to {limit} and proceed")}
+                                    {tf("Lower the failure limit to {limit} and proceed", &[("limit", &limit.to_string())])}
                                 </button>
                             }
                         })}
@@ -244,7 +245,7 @@ fn WarningDialog(conflict: OvercommitConflict, role: Result<(), String>) -> impl
                                     class="button button-danger"
                                     on:click=move |_| answer(store, Some(OvercommitChoice::Proceed))
                                 >
-                                    "Proceed anyway (pool becomes overcommitted)"
+                                    {t("Proceed anyway (pool becomes overcommitted)")}
                                 </button>
                             }
                         })}
@@ -284,8 +285,7 @@ mod tests {
     fn the_warning_is_worded_from_the_figures() {
         assert_eq!(
             explanation(&conflict(Some(1))),
-            "Starting VM \"big\" on kvm-a1 would leave cluster-a able to survive only 1 host failure, while its \
-             failover plan covers 2 host failures (host failure limit 2)."
+            "Starting VM \"big\" on kvm-a1 would leave cluster-a able to survive only 1 host failure, while its failover plan covers 2 host failures (host failure limit 2)."
         );
         assert!(explanation(&conflict(None)).contains("without a failover plan"));
         assert!(choices_text(&conflict(Some(1))).contains("lowering its host failure limit to 1 keeps a plan"));

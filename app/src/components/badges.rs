@@ -8,6 +8,7 @@
 //! management) is a badge too, but its word sits in `data-power-state`, because "unknown" and
 //! "disabled" are also words of other states.
 
+use crate::i18n::t;
 use api::v1::{AgentConnection, AlertSeverity, HostAllocation, PowerState, VmState};
 use leptos::prelude::*;
 
@@ -25,22 +26,35 @@ fn pill(word: &'static str, text: &'static str) -> impl IntoView + use<> {
 
 pub fn connection_word(connection: AgentConnection) -> (&'static str, &'static str) {
     match connection {
-        AgentConnection::Connected => ("connected", "Connected"),
-        AgentConnection::Disconnected => ("disconnected", "Disconnected"),
+        AgentConnection::Connected => ("connected", t("Connected")),
+        AgentConnection::Disconnected => ("disconnected", t("Disconnected")),
     }
 }
 
 pub fn allocation_word(allocation: HostAllocation) -> (&'static str, &'static str) {
     match allocation {
-        HostAllocation::Enabled => ("enabled", "Enabled"),
-        HostAllocation::Disabled => ("disabled", "Disabled"),
-        HostAllocation::Maintenance => ("maintenance", "Maintenance"),
+        HostAllocation::Enabled => ("enabled", t("Enabled")),
+        HostAllocation::Disabled => ("disabled", t("Disabled")),
+        HostAllocation::Maintenance => ("maintenance", t("Maintenance")),
+    }
+}
+
+/// A VM's state in words, as its badge shows it (the lower-case API word in English).
+pub fn vm_state_label(state: VmState) -> &'static str {
+    match state {
+        VmState::Stopped => t("stopped"),
+        VmState::Starting => t("starting"),
+        VmState::Running => t("running"),
+        VmState::Stopping => t("stopping"),
+        VmState::Migrating => t("migrating"),
+        VmState::Unknown => t("unknown"),
+        VmState::Error => t("error"),
     }
 }
 
 #[component]
 pub fn VmStateBadge(state: VmState) -> impl IntoView {
-    badge(state.as_str(), state.as_str())
+    badge(state.as_str(), vm_state_label(state))
 }
 
 #[component]
@@ -57,21 +71,26 @@ pub fn AllocationBadge(allocation: HostAllocation) -> impl IntoView {
 
 #[component]
 pub fn SeverityBadge(severity: AlertSeverity) -> impl IntoView {
-    badge(severity.as_str(), severity.as_str())
+    let text = match severity {
+        AlertSeverity::Info => t("info"),
+        AlertSeverity::Warning => t("warning"),
+        AlertSeverity::Critical => t("critical"),
+    };
+    badge(severity.as_str(), text)
 }
 
 /// An on/off feature flag such as HA or out-of-band management.
 #[component]
 pub fn FlagBadge(on: bool) -> impl IntoView {
-    if on { pill("on", "On") } else { pill("off", "Off") }
+    if on { pill("on", t("On")) } else { pill("off", t("Off")) }
 }
 
 pub fn power_word(power: PowerState) -> (&'static str, &'static str) {
     match power {
-        PowerState::On => ("on", "On"),
-        PowerState::Off => ("off", "Off"),
-        PowerState::Unknown => ("unknown", "Unknown"),
-        PowerState::Disabled => ("disabled", "Disabled"),
+        PowerState::On => ("on", t("On")),
+        PowerState::Off => ("off", t("Off")),
+        PowerState::Unknown => ("unknown", t("Unknown")),
+        PowerState::Disabled => ("disabled", t("Disabled")),
     }
 }
 
@@ -80,10 +99,10 @@ pub fn power_word(power: PowerState) -> (&'static str, &'static str) {
 pub fn PowerStateBadge(power: PowerState) -> impl IntoView {
     let (word, text) = power_word(power);
     let title = match power {
-        PowerState::On => "Power: on (as the BMC reports it)",
-        PowerState::Off => "Power: off (as the BMC reports it)",
-        PowerState::Unknown => "Power: unknown (the BMC did not answer, refused us, or was unclear)",
-        PowerState::Disabled => "Power: not watched (out-of-band management is off or not configured)",
+        PowerState::On => t("Power: on (as the BMC reports it)"),
+        PowerState::Off => t("Power: off (as the BMC reports it)"),
+        PowerState::Unknown => t("Power: unknown (the BMC did not answer, refused us, or was unclear)"),
+        PowerState::Disabled => t("Power: not watched (out-of-band management is off or not configured)"),
     };
     view! {
         <span class=format!("badge badge-power badge-power-{word}") data-power-state=word title=title>

@@ -13,6 +13,7 @@ use crate::components::dialog::{Dialog, FormError, WhyNot};
 use crate::components::form::{Choice, ChoiceSelect, TextField};
 use crate::components::format;
 use crate::components::vm_actions::{host_option_label, storage_label, takes_vms};
+use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::v1::{DeployVmRequest, StorageScope};
@@ -77,7 +78,7 @@ fn loaded_choices<T: 'static>(list: LocalResource<ClientResult<Vec<T>>>, choice:
 
 /// The message of a failed list load (offerings, templates), once it is in.
 fn failure_of<T>(answer: Option<&Result<T, api_client::ClientError>>) -> Option<String> {
-    answer.and_then(|answer| answer.as_ref().err()).map(ToString::to_string)
+    answer.and_then(|answer| answer.as_ref().err()).map(|error| server_text(&error.to_string()))
 }
 
 /// The dialog's fields as typed, before validation.
@@ -95,20 +96,20 @@ struct DeployForm {
 fn deploy_request(form: DeployForm) -> Result<DeployVmRequest, String> {
     let name = form.name.trim().to_owned();
     if !valid_vm_name(&name) {
-        return Err("Name: use 1 to 63 letters, digits or hyphens (not first or last), like web-01.".to_owned());
+        return Err(t("Name: use 1 to 63 letters, digits or hyphens (not first or last), like web-01.").to_owned());
     }
-    let offering_id = form.offering.parse().map_err(|_| "Offering: choose an offering.".to_owned())?;
-    let template_id = form.template.parse().map_err(|_| "Template: choose a template.".to_owned())?;
+    let offering_id = form.offering.parse().map_err(|_| t("Offering: choose an offering.").to_owned())?;
+    let template_id = form.template.parse().map_err(|_| t("Template: choose a template.").to_owned())?;
     let network = form.network.trim().to_owned();
     if network.is_empty() || network.len() > 64 {
-        return Err("Network: give a network name of 1 to 64 characters.".to_owned());
+        return Err(t("Network: give a network name of 1 to 64 characters.").to_owned());
     }
     let storage_pool_id =
-        form.storage.parse().map_err(|_| "Primary storage: choose where the VM's disks go.".to_owned())?;
+        form.storage.parse().map_err(|_| t("Primary storage: choose where the VM's disks go.").to_owned())?;
     let host_id = if form.host.is_empty() {
         None
     } else {
-        Some(form.host.parse().map_err(|_| "Host: choose a host or automatic placement.".to_owned())?)
+        Some(form.host.parse().map_err(|_| t("Host: choose a host or automatic placement.").to_owned())?)
     };
     Ok(DeployVmRequest { name, offering_id, template_id, network, storage_pool_id, host_id, start: form.start })
 }
@@ -121,14 +122,14 @@ pub fn DeployVmButton() -> impl IntoView {
     match session.may_untracked(Ability::OperateVms) {
         Ok(()) => view! {
             <button type="button" class="button button-primary" on:click=move |_| open.set(true)>
-                "Deploy VM"
+                {t("Deploy VM")}
             </button>
             <Show when=move || open.get()>
                 <DeployDialog on_close=Callback::new(move |()| open.set(false)) />
             </Show>
         }
         .into_any(),
-        Err(reason) => view! { <WhyNot action="deploy VMs" reason /> }.into_any(),
+        Err(reason) => view! { <WhyNot action=t("deploy VMs") reason /> }.into_any(),
     }
 }
 
@@ -167,12 +168,24 @@ fn DeployDialog(on_close: Callback<()>) -> impl IntoView {
     let offering_choices = Memo::new(move |_| {
         loaded_choices(offerings, |choice| {
             let size = format::memory(choice.memory_mb);
-            Choice::new(choice.id, format!("{} ({} × {} MHz, {size})", choice.name, choice.cpu_cores, choice.cpu_mhz))
+            let cores = choice.cpu_cores.to_string();
+            let mhz = choice.cpu_mhz.to_string();
+            Choice::new(
+                choice.id,
+                tf(
+                    "{name} ({cores} × {mhz} MHz, {size})",
+                    &[("name", &choice.name), ("cores", &cores), ("mhz", &mhz), ("size", &size)],
+                ),
+            )
         })
     });
     let template_choices = Memo::new(move |_| {
         loaded_choices(templates, |choice| {
-            Choice::new(choice.id, format!("{} ({}, {} GB)", choice.name, choice.os, choice.disk_gb))
+            let disk = choice.disk_gb.to_string();
+            Choice::new(
+                choice.id,
+                tf("{name} ({os}, {disk} GB)", &[("name", &choice.name), ("os", &choice.os), ("disk", &disk)]),
+            )
         })
     });
     let cluster_choices = Memo::new(move |_| {
@@ -247,7 +260,7 @@ fn DeployDialog(on_close: Callback<()>) -> impl IntoView {
                 }
                 Some(Err(failure)) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                     pending.set(false);
                 }
                 None => pending.set(false),
@@ -266,41 +279,42 @@ fn DeployDialog(on_close: Callback<()>) -> impl IntoView {
     };
 
     view! {
-        <Dialog title="Deploy a VM" on_close>
+        <Dialog title=t("Deploy a VM") on_close>
             <form class="dialog-form" on:submit=on_submit novalidate>
-                <TextField id="deploy-name" label="Name" value=name placeholder="web-01" autofocus=true />
+                <TextField id="deploy-name" label=t("Name") value=name placeholder="web-01" autofocus=true />
                 <div class="field-row">
                     <ChoiceSelect
                         id="deploy-offering"
-                        label="Offering"
-                        placeholder="Choose an offering"
+                        label=t("Offering")
+                        placeholder=t("Choose an offering")
                         choices=offering_choices
                         value=offering
                     />
                     <ChoiceSelect
                         id="deploy-template"
-                        label="Template"
-                        placeholder="Choose a template"
+                        label=t("Template")
+                        placeholder=t("Choose a template")
                         choices=template_choices
                         value=template
                     />
                 </div>
                 {load_failures}
-                <TextField id="deploy-network" label="Network" value=network />
+                <TextField id="deploy-network" label=t("Network") value=network />
                 <div class="field-row">
                     <ChoiceSelect
                         id="deploy-cluster"
-                        label="Cluster"
-                        placeholder="Choose a cluster"
+                        label=t("Cluster")
+                        placeholder=t("Choose a cluster")
                         choices=cluster_choices
                         value=cluster
                         on_choose=choose_cluster
                     />
                     <ChoiceSelect
                         id="deploy-storage"
-                        label="Primary storage"
+                        label=t("Primary storage")
                         placeholder=Signal::derive(move || {
-                            if pools.with(Vec::is_empty) { "None in this cluster" } else { "Choose a storage" }.to_owned()
+                            if pools.with(Vec::is_empty) { t("None in this cluster") } else { t("Choose a storage") }
+                                .to_owned()
                         })
                         choices=pool_choices
                         value=storage
@@ -309,15 +323,15 @@ fn DeployDialog(on_close: Callback<()>) -> impl IntoView {
                 </div>
                 <Show when=move || pool_owner.get().is_some()>
                     <p class="field-hint">
-                        "Local storage: the VM can run only on that storage's host, and HA cannot restart it elsewhere."
+                        {t("Local storage: the VM can run only on that storage's host, and HA cannot restart it elsewhere.")}
                     </p>
                 </Show>
                 {match host_choice {
                     Ok(()) => view! {
                         <ChoiceSelect
                             id="deploy-host"
-                            label="Host"
-                            placeholder="Automatic placement"
+                            label=t("Host")
+                            placeholder=t("Automatic placement")
                             choices=host_choices
                             value=host
                         />
@@ -325,24 +339,24 @@ fn DeployDialog(on_close: Callback<()>) -> impl IntoView {
                     .into_any(),
                     Err(reason) => view! {
                         <div class="field">
-                            <span class="field-label">"Host"</span>
-                            <p class="field-static">"Automatic placement"</p>
-                            <WhyNot action="choose the host" reason />
+                            <span class="field-label">{t("Host")}</span>
+                            <p class="field-static">{t("Automatic placement")}</p>
+                            <WhyNot action=t("choose the host") reason />
                         </div>
                     }
                     .into_any(),
                 }}
                 <label class="checkbox">
                     <input type="checkbox" bind:checked=start />
-                    "Start after deploy"
+                    {t("Start after deploy")}
                 </label>
                 <FormError error=error />
                 <div class="dialog-actions">
                     <button type="button" class="button" on:click=move |_| on_close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                        {move || if pending.get() { "Deploying…" } else { "Deploy" }}
+                        {move || if pending.get() { t("Deploying…") } else { t("Deploy") }}
                     </button>
                 </div>
             </form>

@@ -1,6 +1,7 @@
 //! Plain text formatting of sizes, frequencies, ages and restart priorities, shared by every page (pure
 //! functions, tested).
 
+use crate::i18n::{t, tf};
 use api::v1::RestartPriority;
 use chrono::{DateTime, Utc};
 
@@ -20,9 +21,9 @@ pub fn priority_word(priority: RestartPriority) -> &'static str {
 /// A restart priority as XenCenter names it: "Restart", "Restart if possible", "Do not restart".
 pub fn priority_label(priority: RestartPriority) -> &'static str {
     match priority {
-        RestartPriority::Restart => "Restart",
-        RestartPriority::BestEffort => "Restart if possible",
-        RestartPriority::DoNotRestart => "Do not restart",
+        RestartPriority::Restart => t("Restart"),
+        RestartPriority::BestEffort => t("Restart if possible"),
+        RestartPriority::DoNotRestart => t("Do not restart"),
     }
 }
 
@@ -73,14 +74,14 @@ pub fn percent(used: u64, total: u64) -> u32 {
 /// A time slightly in the future (clocks differ) reads as "0 s ago".
 pub fn ago(now: DateTime<Utc>, at: Option<DateTime<Utc>>) -> String {
     let Some(at) = at else {
-        return "never".to_owned();
+        return t("never").to_owned();
     };
     let seconds = (now - at).num_seconds().max(0);
     match seconds {
-        0..60 => format!("{seconds} s ago"),
-        60..3600 => format!("{} min ago", seconds / 60),
-        3600..86400 => format!("{} h ago", seconds / 3600),
-        _ => format!("{} d ago", seconds / 86400),
+        0..60 => tf("{n} s ago", &[("n", &seconds.to_string())]),
+        60..3600 => tf("{n} min ago", &[("n", &(seconds / 60).to_string())]),
+        3600..86400 => tf("{n} h ago", &[("n", &(seconds / 3600).to_string())]),
+        _ => tf("{n} d ago", &[("n", &(seconds / 86400).to_string())]),
     }
 }
 

@@ -9,6 +9,7 @@
 use crate::api_client::{self, ClientError};
 use crate::components::dialog::{Dialog, FormError};
 use crate::components::form::{Choice, ChoiceSelect};
+use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use api::HostId;
 use api::v1::{
@@ -28,10 +29,9 @@ const IPMI_MAX_PASSWORD: usize = 20;
 pub fn may_manage_oobm(session: Session) -> Result<(), String> {
     // Same roles as managing the pool's hosts; only the wording differs.
     session.may_untracked(Ability::ManagePool).map_err(|reason| match untrack(|| session.role()) {
-        Some(role) => format!(
-            "Your role ({}) cannot configure out-of-band management or issue power actions; only pool operators \
-             and pool admins can.",
-            role.as_str()
+        Some(role) => tf(
+            "Your role ({role}) cannot configure out-of-band management or issue power actions; only pool operators and pool admins can.",
+            &[("role", role.as_str())],
         ),
         None => reason,
     })
@@ -96,29 +96,30 @@ pub struct OobmForm {
 pub fn oobm_request(form: &OobmForm, password_stored: bool) -> Result<ConfigureOobmRequest, (Field, String)> {
     let address = form.address.trim();
     if address.is_empty() {
-        return Err((Field::Address, "Address: give the BMC's host name or IP address.".to_owned()));
+        return Err((Field::Address, t("Address: give the BMC's host name or IP address.").to_owned()));
     }
     if address.contains(char::is_whitespace) {
-        return Err((Field::Address, "Address: no spaces; give one host name or IP address.".to_owned()));
+        return Err((Field::Address, t("Address: no spaces; give one host name or IP address.").to_owned()));
     }
     let port = match form.port.trim() {
         "" => None,
         text => match text.parse::<u16>() {
             Ok(port) if port > 0 => Some(port),
-            _ => return Err((Field::Port, "Port: a number from 1 to 65535.".to_owned())),
+            _ => return Err((Field::Port, t("Port: a number from 1 to 65535.").to_owned())),
         },
     };
     let username = form.username.trim().to_owned();
     if form.driver == OobmDriver::Redfish && username.is_empty() {
-        return Err((Field::Username, "Username: required for Redfish.".to_owned()));
+        return Err((Field::Username, t("Username: required for Redfish.").to_owned()));
     }
     let password = (!form.password.is_empty()).then(|| form.password.clone());
     match &password {
         None if !password_stored => {
-            return Err((Field::Password, "Password: required the first time.".to_owned()));
+            return Err((Field::Password, t("Password: required the first time.").to_owned()));
         }
         Some(password) if form.driver == OobmDriver::Ipmitool && password.len() > IPMI_MAX_PASSWORD => {
-            return Err((Field::Password, format!("Password: IPMI allows at most {IPMI_MAX_PASSWORD} bytes.")));
+            let max = IPMI_MAX_PASSWORD.to_string();
+            return Err((Field::Password, tf("Password: IPMI allows at most {max} bytes.", &[("max", &max)])));
         }
         _ => {}
     }
@@ -128,7 +129,7 @@ pub fn oobm_request(form: &OobmForm, password_stored: bool) -> Result<ConfigureO
             _ => {
                 return Err((
                     Field::CipherSuite,
-                    "IPMI cipher suite: a number from 1 to 17 (0 has no authentication).".to_owned(),
+                    t("IPMI cipher suite: a number from 1 to 17 (0 has no authentication).").to_owned(),
                 ));
             }
         },
@@ -138,7 +139,7 @@ pub fn oobm_request(form: &OobmForm, password_stored: bool) -> Result<ConfigureO
     let redfish_system_id = match form.driver {
         OobmDriver::Redfish if !system_id.is_empty() => {
             if !system_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
-                return Err((Field::SystemId, "System id: letters, digits, '.', '-' or '_'.".to_owned()));
+                return Err((Field::SystemId, t("System id: letters, digits, '.', '-' or '_'.").to_owned()));
             }
             Some(system_id.to_owned())
         }
@@ -177,11 +178,11 @@ pub fn driver_label(driver: OobmDriver) -> &'static str {
 /// A failed BMC call's kind, in words.
 pub fn failure_label(kind: OobmErrorKind) -> &'static str {
     match kind {
-        OobmErrorKind::Unreachable => "BMC unreachable",
-        OobmErrorKind::Auth => "Authentication failed",
-        OobmErrorKind::Timeout => "No answer within the timeout",
-        OobmErrorKind::Unsupported => "Not supported by the BMC",
-        OobmErrorKind::Protocol => "Unexpected answer from the BMC",
+        OobmErrorKind::Unreachable => t("BMC unreachable"),
+        OobmErrorKind::Auth => t("Authentication failed"),
+        OobmErrorKind::Timeout => t("No answer within the timeout"),
+        OobmErrorKind::Unsupported => t("Not supported by the BMC"),
+        OobmErrorKind::Protocol => t("Unexpected answer from the BMC"),
     }
 }
 
@@ -189,7 +190,7 @@ pub fn failure_label(kind: OobmErrorKind) -> &'static str {
 /// is unreachable: …", "the BMC refused the credentials: …"), so it is shown as it is, capitalised;
 /// the kind's label only stands in for an empty message.
 pub fn failure_text(failure: &OobmFailure) -> String {
-    let message = failure.message.trim();
+    let message = server_text(failure.message.trim());
     let mut chars = message.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
@@ -204,14 +205,14 @@ fn power_label(power: PowerState) -> &'static str {
 /// What a connection test found, in one sentence.
 pub fn test_summary(result: &OobmTestResult) -> String {
     match &result.error {
-        None => format!(
-            "Connection works: the BMC reports power {} ({} ms).",
-            power_label(result.power_state),
-            result.elapsed_ms
+        None => tf(
+            "Connection works: the BMC reports power {power} ({ms} ms).",
+            &[("power", power_label(result.power_state)), ("ms", &result.elapsed_ms.to_string())],
         ),
-        Some(failure) => {
-            format!("Connection failed. {} ({} ms)", failure_text(failure), result.elapsed_ms)
-        }
+        Some(failure) => tf(
+            "Connection failed. {failure} ({ms} ms)",
+            &[("failure", &failure_text(failure)), ("ms", &result.elapsed_ms.to_string())],
+        ),
     }
 }
 
@@ -229,10 +230,10 @@ fn show_failure(failure: &ClientError, errors: FieldErrors, general: RwSignal<Op
     let message = failure.to_string();
     match failure {
         ClientError::Api { status: 400, error } => match field_of(&error.code, &error.message) {
-            Some(field) => errors.set(vec![(field, message.trim_start_matches("settings.").to_owned())]),
-            None => general.set(Some(message)),
+            Some(field) => errors.set(vec![(field, server_text(message.trim_start_matches("settings.")))]),
+            None => general.set(Some(server_text(&message))),
         },
-        _ => general.set(Some(message)),
+        _ => general.set(Some(server_text(&message))),
     }
 }
 
@@ -349,8 +350,8 @@ pub fn ConfigureOobmDialog(
         protocol_text.set(value);
     });
     let auth_choices = Signal::stored(vec![
-        Choice::new("basic", "Basic (on every request)"),
-        Choice::new("session", "Session (X-Auth-Token)"),
+        Choice::new("basic", t("Basic (on every request)")),
+        Choice::new("session", t("Session (X-Auth-Token)")),
     ]);
     let auth_text =
         RwSignal::new(if auth.get_untracked() == RedfishAuth::Session { "session" } else { "basic" }.to_owned());
@@ -422,23 +423,31 @@ pub fn ConfigureOobmDialog(
 
     let port_hint = Signal::derive(move || {
         let driver = driver.get();
-        let default = driver.default_port(https.get());
+        let default = driver.default_port(https.get()).to_string();
         match driver {
-            OobmDriver::Ipmitool => format!("IPMI's port is {default} unless the BMC was set up otherwise."),
-            OobmDriver::Redfish => {
-                format!("Redfish over {} listens on {default} by default.", protocol_text.get().to_uppercase())
+            OobmDriver::Ipmitool => {
+                tf("IPMI's port is {port} unless the BMC was set up otherwise.", &[("port", &default)])
             }
+            OobmDriver::Redfish => tf(
+                "Redfish over {protocol} listens on {port} by default.",
+                &[("protocol", &protocol_text.get().to_uppercase()), ("port", &default)],
+            ),
         }
     });
     let password_hint = Signal::derive(move || {
-        let limit = if driver.get() == OobmDriver::Ipmitool { " At most 20 bytes for IPMI." } else { "" };
-        if password_stored {
-            format!("A password is stored; it is never shown. Leave this empty to keep it.{limit}")
-        } else {
-            format!("Required. Stored encrypted; never shown again.{limit}")
+        let max = IPMI_MAX_PASSWORD.to_string();
+        let args = [("max", max.as_str())];
+        match (password_stored, driver.get() == OobmDriver::Ipmitool) {
+            (true, true) => tf(
+                "A password is stored; it is never shown. Leave this empty to keep it. At most {max} bytes for IPMI.",
+                &args,
+            ),
+            (true, false) => t("A password is stored; it is never shown. Leave this empty to keep it.").to_owned(),
+            (false, true) => tf("Required. Stored encrypted; never shown again. At most {max} bytes for IPMI.", &args),
+            (false, false) => t("Required. Stored encrypted; never shown again.").to_owned(),
         }
     });
-    let password_placeholder = Signal::stored(if password_stored { "(stored password)" } else { "" }.to_owned());
+    let password_placeholder = Signal::stored(if password_stored { t("(stored password)") } else { "" }.to_owned());
     let test_result = move || {
         tested.get().map(|result| {
             let class = if result.ok { "oobm-test-result oobm-test-ok" } else { "oobm-test-result oobm-test-failed" };
@@ -447,11 +456,11 @@ pub fn ConfigureOobmDialog(
     };
 
     view! {
-        <Dialog title=format!("Configure out-of-band management for {host_name}") on_close>
+        <Dialog title=tf("Configure out-of-band management for {name}", &[("name", &host_name)]) on_close>
             <form class="dialog-form oobm-form" on:submit=submit novalidate>
                 <ChoiceSelect
                     id="oobm-driver"
-                    label="Driver"
+                    label=t("Driver")
                     choices=driver_choices
                     value=driver_text
                     on_choose=choose_driver
@@ -460,14 +469,14 @@ pub fn ConfigureOobmDialog(
                 <div class="field-row oobm-address-row">
                     <OobmInput
                         id="oobm-address"
-                        label="Address"
+                        label=t("Address")
                         value=address
-                        placeholder=Signal::stored("10.0.0.21 or bmc-1.example".to_owned())
+                        placeholder=Signal::stored(t("10.0.0.21 or bmc-1.example").to_owned())
                         error=error_of(errors, Field::Address)
                     />
                     <OobmInput
                         id="oobm-port"
-                        label="Port"
+                        label=t("Port")
                         kind="number"
                         value=port
                         hint=port_hint
@@ -477,13 +486,13 @@ pub fn ConfigureOobmDialog(
                 <div class="field-row">
                     <OobmInput
                         id="oobm-username"
-                        label="Username"
+                        label=t("Username")
                         value=username
                         error=error_of(errors, Field::Username)
                     />
                     <OobmInput
                         id="oobm-password"
-                        label="Password"
+                        label=t("Password")
                         kind="password"
                         autocomplete="new-password"
                         value=password
@@ -494,7 +503,7 @@ pub fn ConfigureOobmDialog(
                 </div>
                 <Show when=move || password_stored>
                     <p class="oobm-password-set" data-password-set="true">
-                        <span class="pill pill-on">"Password set"</span>
+                        <span class="pill pill-on">{t("Password set")}</span>
                     </p>
                 </Show>
                 <Show
@@ -503,11 +512,11 @@ pub fn ConfigureOobmDialog(
                         view! {
                             <OobmInput
                                 id="oobm-cipher-suite"
-                                label="IPMI cipher suite"
+                                label=t("IPMI cipher suite")
                                 kind="number"
                                 value=cipher_suite
                                 hint=Signal::stored(
-                                    "3 = HMAC-SHA1 / AES-CBC-128, ipmitool's default. 0 is refused: it checks no password."
+                                    t("3 = HMAC-SHA1 / AES-CBC-128, ipmitool's default. 0 is refused: it checks no password.")
                                         .to_owned(),
                                 )
                                 error=error_of(errors, Field::CipherSuite)
@@ -518,14 +527,14 @@ pub fn ConfigureOobmDialog(
                     <div class="field-row">
                         <ChoiceSelect
                             id="oobm-protocol"
-                            label="Protocol"
+                            label=t("Protocol")
                             choices=protocol_choices
                             value=protocol_text
                             on_choose=choose_protocol
                         />
                         <ChoiceSelect
                             id="oobm-redfish-auth"
-                            label="Authentication"
+                            label=t("Authentication")
                             choices=auth_choices
                             value=auth_text
                             on_choose=choose_auth
@@ -538,13 +547,13 @@ pub fn ConfigureOobmDialog(
                             disabled=move || !https.get()
                             bind:checked=accept_self_signed
                         />
-                        "Accept self-signed certificate"
+                        {t("Accept self-signed certificate")}
                     </label>
                     <OobmInput
                         id="oobm-system-id"
-                        label="System id (optional)"
+                        label=t("System id (optional)")
                         value=system_id
-                        hint=Signal::stored("Which member of /redfish/v1/Systems; empty takes the only one.".to_owned())
+                        hint=Signal::stored(t("Which member of /redfish/v1/Systems; empty takes the only one.").to_owned())
                         error=error_of(errors, Field::SystemId)
                     />
                 </Show>
@@ -555,18 +564,18 @@ pub fn ConfigureOobmDialog(
                         disabled=move || testing.get() || pending.get()
                         on:click=test
                     >
-                        {move || if testing.get() { "Testing…" } else { "Test connection" }}
+                        {move || if testing.get() { t("Testing…") } else { t("Test connection") }}
                     </button>
-                    <span class="field-hint">"Reads the power state with these settings; saves nothing."</span>
+                    <span class="field-hint">{t("Reads the power state with these settings; saves nothing.")}</span>
                     {test_result}
                 </div>
                 <FormError error=general />
                 <div class="dialog-actions">
                     <button type="button" class="button button-quiet" on:click=move |_| on_close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                        {move || if pending.get() { "Saving…" } else { "Save" }}
+                        {move || if pending.get() { t("Saving…") } else { t("Save") }}
                     </button>
                 </div>
             </form>
@@ -601,11 +610,12 @@ pub fn ChangeBmcPasswordDialog(
         general.set(None);
         let new_password = first.get_untracked();
         let problem = if new_password.is_empty() {
-            Some((Field::Password, "New password: type the new password.".to_owned()))
+            Some((Field::Password, t("New password: type the new password.").to_owned()))
         } else if driver == OobmDriver::Ipmitool && new_password.len() > IPMI_MAX_PASSWORD {
-            Some((Field::Password, format!("New password: IPMI allows at most {IPMI_MAX_PASSWORD} bytes.")))
+            let max = IPMI_MAX_PASSWORD.to_string();
+            Some((Field::Password, tf("New password: IPMI allows at most {max} bytes.", &[("max", &max)])))
         } else if again.with_untracked(|again| *again != new_password) {
-            Some((Field::PasswordAgain, "Repeat new password: the two passwords differ.".to_owned()))
+            Some((Field::PasswordAgain, t("Repeat new password: the two passwords differ.").to_owned()))
         } else {
             None
         };
@@ -630,17 +640,17 @@ pub fn ChangeBmcPasswordDialog(
     };
 
     view! {
-        <Dialog title=format!("Change BMC password of {host_name}") on_close>
+        <Dialog title=tf("Change BMC password of {name}", &[("name", &host_name)]) on_close>
             <form class="dialog-form" on:submit=submit novalidate>
                 <p>
-                    {format!(
-                        "Sets a new password for BMC user {username} on the BMC itself and in Parapet's store: both \
-                         change, or neither does.",
+                    {tf(
+                        "Sets a new password for BMC user {username} on the BMC itself and in Parapet's store: both change, or neither does.",
+                        &[("username", &username)],
                     )}
                 </p>
                 <OobmInput
                     id="oobm-new-password"
-                    label="New password"
+                    label=t("New password")
                     kind="password"
                     autocomplete="new-password"
                     value=first
@@ -649,7 +659,7 @@ pub fn ChangeBmcPasswordDialog(
                 />
                 <OobmInput
                     id="oobm-new-password-again"
-                    label="Repeat new password"
+                    label=t("Repeat new password")
                     kind="password"
                     autocomplete="new-password"
                     value=again
@@ -658,10 +668,10 @@ pub fn ChangeBmcPasswordDialog(
                 <FormError error=general />
                 <div class="dialog-actions">
                     <button type="button" class="button button-quiet" on:click=move |_| on_close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                        {move || if pending.get() { "Changing…" } else { "Change password" }}
+                        {move || if pending.get() { t("Changing…") } else { t("Change password") }}
                     </button>
                 </div>
             </form>

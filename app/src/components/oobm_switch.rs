@@ -7,6 +7,7 @@ use crate::api_client;
 use crate::components::badges::FlagBadge;
 use crate::components::dialog::WhyNot;
 use crate::components::oobm_dialog::may_manage_oobm;
+use crate::i18n::{t, tf};
 use crate::session::Session;
 use crate::store::Store;
 use api::v1::HostOobm;
@@ -27,10 +28,10 @@ pub enum OobmTarget {
 pub fn parents_off(store: Store, zone: ZoneId, cluster: Option<ClusterId>) -> Vec<String> {
     let mut off = Vec::new();
     if let Some(zone) = store.zone(zone).filter(|zone| !zone.oobm_enabled) {
-        off.push(format!("zone {}", zone.name));
+        off.push(tf("zone {name}", &[("name", &zone.name)]));
     }
     if let Some(cluster) = cluster.and_then(|cluster| store.cluster(cluster)).filter(|cluster| !cluster.oobm_enabled) {
-        off.push(format!("cluster {}", cluster.name));
+        off.push(tf("cluster {name}", &[("name", &cluster.name)]));
     }
     off
 }
@@ -39,8 +40,12 @@ pub fn parents_off(store: Store, zone: ZoneId, cluster: Option<ClusterId>) -> Ve
 /// above is off, else nothing.
 pub fn not_in_effect_text(parents_off: &[String]) -> Option<String> {
     let (last, first) = parents_off.split_last()?;
-    let listed = if first.is_empty() { last.clone() } else { format!("{} and {last}", first.join(", ")) };
-    Some(format!("Not in effect: out-of-band management is off for {listed}."))
+    let listed = if first.is_empty() {
+        last.clone()
+    } else {
+        tf("{first} and {last}", &[("first", &first.join(", ")), ("last", last)])
+    };
+    Some(tf("Not in effect: out-of-band management is off for {listed}.", &[("listed", &listed)]))
 }
 
 /// The switch. `on` is the setting as shown now; `on_host_changed` receives a host's configuration
@@ -95,15 +100,15 @@ pub fn OobmSwitch(
             class="oobm-switch"
             role="switch"
             aria-checked=move || if on.get() { "true" } else { "false" }
-            aria-label=format!("Out-of-band management of {name}")
-            title=move || unavailable().unwrap_or_else(|| "Turn out-of-band management on or off".to_owned())
+            aria-label=tf("Out-of-band management of {name}", &[("name", &name)])
+            title=move || unavailable().unwrap_or_else(|| t("Turn out-of-band management on or off").to_owned())
             disabled=move || pending.get() || unavailable().is_some()
             on:click=toggle
         >
             <span class="oobm-switch-track" aria-hidden="true">
                 <span class="oobm-switch-thumb"></span>
             </span>
-            <span class="oobm-switch-text">{move || if on.get() { "On" } else { "Off" }}</span>
+            <span class="oobm-switch-text">{move || if on.get() { t("On") } else { t("Off") }}</span>
         </button>
     }
     .into_any()
@@ -114,7 +119,7 @@ pub fn OobmSwitch(
 pub fn OobmSwitchWhyNot() -> impl IntoView {
     may_manage_oobm(Session::expect())
         .err()
-        .map(|reason| view! { <WhyNot action="switch out-of-band management" reason /> })
+        .map(|reason| view! { <WhyNot action=t("switch out-of-band management") reason /> })
 }
 
 #[cfg(test)]

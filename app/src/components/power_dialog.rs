@@ -8,7 +8,7 @@
 use crate::api_client;
 use crate::components::badges::{VmStateBadge, power_word};
 use crate::components::dialog::{Dialog, FormError};
-use crate::components::format::count;
+use crate::i18n::{server_text, t, tf};
 use crate::session::Session;
 use crate::store::Store;
 use api::v1::{Host, PowerAction, PowerActionResult, VmState};
@@ -23,12 +23,12 @@ pub const ACTIONS: [PowerAction; 6] =
 /// What an action does, in words.
 pub fn describe(action: PowerAction) -> &'static str {
     match action {
-        PowerAction::On => "Power the host on.",
-        PowerAction::Off => "Hard power-off, like pulling the plug: the OS gets no chance to shut down.",
-        PowerAction::Cycle => "Power off, then on again (done as OFF then ON where the BMC lacks a cycle).",
-        PowerAction::Reset => "Hard reset: the host restarts at once without shutting down.",
-        PowerAction::Soft => "Ask the OS to shut down cleanly (ACPI); a hung OS may ignore it.",
-        PowerAction::Status => "Read the power state; changes nothing.",
+        PowerAction::On => t("Power the host on."),
+        PowerAction::Off => t("Hard power-off, like pulling the plug: the OS gets no chance to shut down."),
+        PowerAction::Cycle => t("Power off, then on again (done as OFF then ON where the BMC lacks a cycle)."),
+        PowerAction::Reset => t("Hard reset: the host restarts at once without shutting down."),
+        PowerAction::Soft => t("Ask the OS to shut down cleanly (ACPI); a hung OS may ignore it."),
+        PowerAction::Status => t("Read the power state; changes nothing."),
     }
 }
 
@@ -40,20 +40,20 @@ pub fn needs_confirmation(action: PowerAction) -> bool {
 /// The confirm button's words for an action that needs confirming.
 fn confirm_words(action: PowerAction, host: &str) -> String {
     match action {
-        PowerAction::Off => format!("Power off {host}"),
-        PowerAction::Cycle => format!("Power cycle {host}"),
-        PowerAction::Reset => format!("Reset {host}"),
-        other => format!("{} {host}", other.as_str()),
+        PowerAction::Off => tf("Power off {host}", &[("host", host)]),
+        PowerAction::Cycle => tf("Power cycle {host}", &[("host", host)]),
+        PowerAction::Reset => tf("Reset {host}", &[("host", host)]),
+        other => tf("{action} {host}", &[("action", other.as_str()), ("host", host)]),
     }
 }
 
 /// The first step's submit button: "Continue" before a confirmation, else "Issue STATUS" and the like.
 fn submit_words(chosen: Option<PowerAction>, pending: bool) -> String {
     match chosen {
-        _ if pending => "Working…".to_owned(),
-        None => "Issue".to_owned(),
-        Some(action) if needs_confirmation(action) => "Continue".to_owned(),
-        Some(action) => format!("Issue {}", action.as_str()),
+        _ if pending => t("Working…").to_owned(),
+        None => t("Issue").to_owned(),
+        Some(action) if needs_confirmation(action) => t("Continue").to_owned(),
+        Some(action) => tf("Issue {action}", &[("action", action.as_str())]),
     }
 }
 
@@ -65,12 +65,14 @@ fn goes_down_with_host(state: VmState) -> bool {
 /// The sentence for what the BMC answered.
 pub fn result_summary(result: &PowerActionResult, host: &str) -> String {
     let (_, power) = power_word(result.power_state);
+    let ms = result.elapsed_ms.to_string();
     match result.action {
-        PowerAction::Status => format!("{host}: the BMC reports power {power} ({} ms).", result.elapsed_ms),
-        action => format!(
-            "{} on {host}: accepted by the BMC, which now reports power {power} ({} ms).",
-            action.as_str(),
-            result.elapsed_ms
+        PowerAction::Status => {
+            tf("{host}: the BMC reports power {power} ({ms} ms).", &[("host", host), ("power", power), ("ms", &ms)])
+        }
+        action => tf(
+            "{action} on {host}: accepted by the BMC, which now reports power {power} ({ms} ms).",
+            &[("action", action.as_str()), ("host", host), ("power", power), ("ms", &ms)],
         ),
     }
 }
@@ -112,7 +114,7 @@ pub fn PowerActionDialog(host: Memo<Host>, on_close: Callback<()>) -> impl IntoV
                 Ok(result) => step.set(Step::Done(result)),
                 Err(failure) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                 }
             }
             pending.set(false);
@@ -121,7 +123,7 @@ pub fn PowerActionDialog(host: Memo<Host>, on_close: Callback<()>) -> impl IntoV
     let choose_submit = move |event: SubmitEvent| {
         event.prevent_default();
         match chosen.get_untracked() {
-            None => error.set(Some("Action: choose one.".to_owned())),
+            None => error.set(Some(t("Action: choose one.").to_owned())),
             Some(action) if needs_confirmation(action) => {
                 error.set(None);
                 step.set(Step::Confirm(action));
@@ -158,13 +160,13 @@ pub fn PowerActionDialog(host: Memo<Host>, on_close: Callback<()>) -> impl IntoV
         view! {
             <form class="dialog-form" on:submit=choose_submit>
                 <fieldset class="power-choices">
-                    <legend>{format!("Action on {name_for_choose}")}</legend>
+                    <legend>{tf("Action on {name}", &[("name", &name_for_choose)])}</legend>
                     {radios}
                 </fieldset>
                 <FormError error />
                 <div class="dialog-actions">
                     <button type="button" class="button button-quiet" on:click=move |_| on_close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
                         {move || submit_words(chosen.get(), pending.get())}
@@ -176,17 +178,23 @@ pub fn PowerActionDialog(host: Memo<Host>, on_close: Callback<()>) -> impl IntoV
 
     let confirm = move |action: PowerAction, name: String| {
         let vms = at_risk.get();
-        let consequence = match action {
-            PowerAction::Off => "loses its power at once and stays off",
-            PowerAction::Cycle => "loses its power, then is powered on again",
-            _ => "restarts at once without shutting down",
+        let args = [("action", action.as_str()), ("name", name.as_str())];
+        let warning = match action {
+            PowerAction::Off => tf("{action} {name}: the host loses its power at once and stays off.", &args),
+            PowerAction::Cycle => tf("{action} {name}: the host loses its power, then is powered on again.", &args),
+            _ => tf("{action} {name}: the host restarts at once without shutting down.", &args),
         };
         let vm_list = if vms.is_empty() {
-            view! { <p>{format!("No VMs run on {name} now.")}</p> }.into_any()
+            view! { <p>{tf("No VMs run on {name} now.", &[("name", &name)])}</p> }.into_any()
         } else {
+            let going_down = if vms.len() == 1 {
+                t("Its 1 running VM goes down with it:").to_owned()
+            } else {
+                tf("Its {n} running VMs go down with it:", &[("n", &vms.len().to_string())])
+            };
             view! {
-                <p>{format!("Its {} go down with it:", count(vms.len(), "running VM", "running VMs"))}</p>
-                <ul class="power-vms" aria-label=format!("VMs running on {name}")>
+                <p>{going_down}</p>
+                <ul class="power-vms" aria-label=tf("VMs running on {name}", &[("name", &name)])>
                     {vms
                         .into_iter()
                         .map(|(vm, state)| view! {
@@ -207,7 +215,7 @@ pub fn PowerActionDialog(host: Memo<Host>, on_close: Callback<()>) -> impl IntoV
         view! {
             <form class="dialog-form power-confirm" on:submit=submit>
                 <p class="host-warning" role="alert">
-                    {format!("{} {name}: the host {consequence}.", action.as_str())}
+                    {warning}
                 </p>
                 {vm_list}
                 <FormError error />
@@ -220,7 +228,7 @@ pub fn PowerActionDialog(host: Memo<Host>, on_close: Callback<()>) -> impl IntoV
                             step.set(Step::Choose);
                         }
                     >
-                        "Back"
+                        {t("Back")}
                     </button>
                     <button type="submit" class="button button-danger" disabled=move || pending.get()>
                         {confirm_words(action, &name)}
@@ -234,7 +242,7 @@ pub fn PowerActionDialog(host: Memo<Host>, on_close: Callback<()>) -> impl IntoV
         view! {
             <div class="dialog-form power-result">
                 <p class="oobm-test-result oobm-test-ok" role="status">{result_summary(&result, &name)}</p>
-                {result.note.clone().map(|note| view! { <p class="field-hint">{note}</p> })}
+                {result.note.clone().map(|note| view! { <p class="field-hint">{server_text(&note)}</p> })}
                 <div class="dialog-actions">
                     <button
                         type="button"
@@ -244,10 +252,10 @@ pub fn PowerActionDialog(host: Memo<Host>, on_close: Callback<()>) -> impl IntoV
                             step.set(Step::Choose);
                         }
                     >
-                        "Issue another action"
+                        {t("Issue another action")}
                     </button>
                     <button type="button" class="button button-primary" on:click=move |_| on_close.run(())>
-                        "Close"
+                        {t("Close")}
                     </button>
                 </div>
             </div>
@@ -256,7 +264,7 @@ pub fn PowerActionDialog(host: Memo<Host>, on_close: Callback<()>) -> impl IntoV
 
     let name_for_view = name.clone();
     view! {
-        <Dialog title=format!("Issue power action on {name}") on_close>
+        <Dialog title=tf("Issue power action on {name}", &[("name", &name)]) on_close>
             {move || match step.get() {
                 Step::Choose => choose().into_any(),
                 Step::Confirm(action) => confirm(action, name_for_view.clone()).into_any(),

@@ -1,6 +1,7 @@
 //! Table helpers shared by the list pages: the dense table frame, empty rows and allocation bars.
 
 use super::format;
+use crate::i18n::tf;
 use leptos::prelude::*;
 
 /// A compact data table with an accessible name (a visible caption, or an aria-label when hidden).
@@ -43,12 +44,13 @@ pub fn UsageBar(used: u64, total: u64) -> impl IntoView {
         70..90 => "high",
         _ => "full",
     };
+    let allocated = tf("{percent}% allocated", &[("percent", &percent.to_string())]);
     view! {
         <span
             class=format!("usage-bar usage-{level}")
             role="img"
-            aria-label=format!("{percent}% allocated")
-            title=format!("{percent}% allocated")
+            aria-label=allocated.clone()
+            title=allocated
         >
             <span class="usage-fill" style=format!("width: {percent}%")></span>
         </span>

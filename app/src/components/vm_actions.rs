@@ -13,6 +13,7 @@ use crate::components::admission::run_admitted;
 use crate::components::dialog::{Dialog, FormError, WhyNot};
 use crate::components::form::{Choice, ChoiceSelect};
 use crate::components::format;
+use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::HostId;
@@ -25,13 +26,13 @@ use leptos_router::hooks::use_navigate;
 /// "host-01 — 12.0 GiB free", with why the host takes no new VM when it does not.
 pub fn host_option_label(host: &Host) -> String {
     let free = format::memory(host.capacity.memory_mb.saturating_sub(host.allocated.memory_mb));
-    let unusable = match (host.allocation, host.connection) {
-        (_, AgentConnection::Disconnected) => " (agent disconnected)",
-        (HostAllocation::Disabled, _) => " (disabled)",
-        (HostAllocation::Maintenance, _) => " (in maintenance)",
-        (HostAllocation::Enabled, AgentConnection::Connected) => "",
-    };
-    format!("{} — {free} free{unusable}", host.name)
+    let args = [("name", host.name.as_str()), ("free", free.as_str())];
+    match (host.allocation, host.connection) {
+        (_, AgentConnection::Disconnected) => tf("{name} — {free} free (agent disconnected)", &args),
+        (HostAllocation::Disabled, _) => tf("{name} — {free} free (disabled)", &args),
+        (HostAllocation::Maintenance, _) => tf("{name} — {free} free (in maintenance)", &args),
+        (HostAllocation::Enabled, AgentConnection::Connected) => tf("{name} — {free} free", &args),
+    }
 }
 
 /// Whether new VMs (and migrations) may go to the host.
@@ -44,12 +45,15 @@ pub fn storage_label(pool: &StoragePool, host_name: Option<String>) -> String {
     let kind = match pool.kind {
         StorageKind::Nfs => "NFS",
         StorageKind::Iscsi => "iSCSI",
-        StorageKind::Local => "local",
+        StorageKind::Local => t("local"),
     };
+    let args = [("name", pool.name.as_str()), ("kind", kind)];
     match (pool.scope, host_name) {
-        (StorageScope::Host, Some(host)) => format!("{} ({kind}, on {host})", pool.name),
-        (StorageScope::Host, None) => format!("{} ({kind}, one host)", pool.name),
-        (StorageScope::Cluster, _) => format!("{} ({kind}, shared)", pool.name),
+        (StorageScope::Host, Some(host)) => {
+            tf("{name} ({kind}, on {host})", &[("name", &pool.name), ("kind", kind), ("host", &host)])
+        }
+        (StorageScope::Host, None) => tf("{name} ({kind}, one host)", &args),
+        (StorageScope::Cluster, _) => tf("{name} ({kind}, shared)", &args),
     }
 }
 
@@ -76,10 +80,14 @@ impl Power {
     /// Button text, CSS class and tooltip.
     fn looks(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Power::Start => ("Start", "button button-start", "Boot the VM on its host"),
-            Power::Stop => ("Stop", "button button-stop", "Ask the guest to shut down (forced if it does not in time)"),
-            Power::ForceStop => ("Force stop", "button button-stop", "Pull the plug at once, without a guest shutdown"),
-            Power::Restart => ("Restart", "button", "Shut the guest down, then start it again"),
+            Power::Start => (t("Start"), "button button-start", t("Boot the VM on its host")),
+            Power::Stop => {
+                (t("Stop"), "button button-stop", t("Ask the guest to shut down (forced if it does not in time)"))
+            }
+            Power::ForceStop => {
+                (t("Force stop"), "button button-stop", t("Pull the plug at once, without a guest shutdown"))
+            }
+            Power::Restart => (t("Restart"), "button", t("Shut the guest down, then start it again")),
         }
     }
 }
@@ -147,7 +155,7 @@ pub fn VmActions(#[prop(into)] vm: Signal<Vm>) -> impl IntoView {
     let close = Callback::new(move |()| open.set(None));
 
     view! {
-        <div class="vm-actions" role="group" aria-label="VM actions">
+        <div class="vm-actions" role="group" aria-label=t("VM actions")>
             {power_button(Power::Start)}
             {power_button(Power::Stop)}
             {power_button(Power::ForceStop)}
@@ -160,9 +168,9 @@ pub fn VmActions(#[prop(into)] vm: Signal<Vm>) -> impl IntoView {
                             class="button"
                             title=move || {
                                 if on_local_storage.get() {
-                                    "Its disks are on local storage: it cannot move"
+                                    t("Its disks are on local storage: it cannot move")
                                 } else {
-                                    "Move the running VM to another host of its cluster"
+                                    t("Move the running VM to another host of its cluster")
                                 }
                             }
                             disabled=move || {
@@ -170,30 +178,32 @@ pub fn VmActions(#[prop(into)] vm: Signal<Vm>) -> impl IntoView {
                             }
                             on:click=move |_| open.set(Some(Open::Migrate))
                         >
-                            "Migrate"
+                            {t("Migrate")}
                         </button>
                     }
                 })}
             <button
                 type="button"
                 class="button button-danger"
-                title="Remove the stopped VM and its disks for good"
+                title=t("Remove the stopped VM and its disks for good")
                 disabled=move || !can_operate || pending.get() || !destroyable(state.get())
                 on:click=move |_| open.set(Some(Open::Destroy))
             >
-                "Destroy"
+                {t("Destroy")}
             </button>
         </div>
         <Show when=move || pending.get()>
             <p class="in-progress" role="status">
-                "Sending…"
+                {t("Sending…")}
             </p>
         </Show>
-        {operate.err().map(|reason| view! { <WhyNot action="start, stop or destroy this VM" reason /> })}
-        {manage.err().map(|reason| view! { <WhyNot action="migrate this VM" reason /> })}
+        {operate.err().map(|reason| view! { <WhyNot action=t("start, stop or destroy this VM") reason /> })}
+        {manage.err().map(|reason| view! { <WhyNot action=t("migrate this VM") reason /> })}
         <Show when=move || can_manage && on_local_storage.get()>
             <p class="field-hint">
-                {move || format!("{}'s disks are on local storage, so it cannot be migrated.", name.get())}
+                {move || {
+                    tf("{name}'s disks are on local storage, so it cannot be migrated.", &[("name", &name.get())])
+                }}
             </p>
         </Show>
         {move || match open.get() {
@@ -235,7 +245,7 @@ fn MigrateDialog(vm: Signal<Vm>, on_close: Callback<()>) -> impl IntoView {
             return;
         }
         let Ok(host_id) = target.get_untracked().parse::<HostId>() else {
-            error.set(Some("Destination host: choose the host to move the VM to.".to_owned()));
+            error.set(Some(t("Destination host: choose the host to move the VM to.").to_owned()));
             return;
         };
         error.set(None);
@@ -248,7 +258,7 @@ fn MigrateDialog(vm: Signal<Vm>, on_close: Callback<()>) -> impl IntoView {
                 }
                 Some(Err(failure)) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                     pending.set(false);
                 }
                 None => pending.set(false),
@@ -257,18 +267,19 @@ fn MigrateDialog(vm: Signal<Vm>, on_close: Callback<()>) -> impl IntoView {
     };
 
     view! {
-        <Dialog title=format!("Migrate {name}") on_close>
+        <Dialog title=tf("Migrate {name}", &[("name", &name)]) on_close>
             <form class="dialog-form" on:submit=on_submit novalidate>
                 <p>
-                    {format!(
+                    {tf(
                         "{name} keeps running while it moves. Only hosts of its cluster that are connected and enabled can take it.",
+                        &[("name", &name)],
                     )}
                 </p>
                 <ChoiceSelect
                     id="migrate-target"
-                    label="Destination host"
+                    label=t("Destination host")
                     placeholder=Signal::derive(move || {
-                        if targets.with(Vec::is_empty) { "No host can take it" } else { "Choose a host" }.to_owned()
+                        if targets.with(Vec::is_empty) { t("No host can take it") } else { t("Choose a host") }.to_owned()
                     })
                     choices=targets
                     value=target
@@ -277,10 +288,10 @@ fn MigrateDialog(vm: Signal<Vm>, on_close: Callback<()>) -> impl IntoView {
                 <FormError error=error />
                 <div class="dialog-actions">
                     <button type="button" class="button" on:click=move |_| on_close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                        {move || if pending.get() { "Starting migration…" } else { "Start migration" }}
+                        {move || if pending.get() { t("Starting migration…") } else { t("Start migration") }}
                     </button>
                 </div>
             </form>
@@ -306,7 +317,7 @@ fn DestroyDialog(vm: Signal<Vm>, on_close: Callback<()>) -> impl IntoView {
             return;
         }
         if typed.with_untracked(|typed| typed.trim() != expected) {
-            error.set(Some(format!("VM name: type {expected} exactly to confirm.")));
+            error.set(Some(tf("VM name: type {name} exactly to confirm.", &[("name", &expected)])));
             return;
         }
         error.set(None);
@@ -322,7 +333,7 @@ fn DestroyDialog(vm: Signal<Vm>, on_close: Callback<()>) -> impl IntoView {
                 }
                 Err(failure) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                     pending.set(false);
                 }
             }
@@ -330,22 +341,25 @@ fn DestroyDialog(vm: Signal<Vm>, on_close: Callback<()>) -> impl IntoView {
     };
 
     view! {
-        <Dialog title=format!("Destroy {name}") on_close>
+        <Dialog title=tf("Destroy {name}", &[("name", &name)]) on_close>
             <form class="dialog-form" on:submit=on_submit novalidate>
                 <p>
-                    {format!("This removes {name} and its disks for good; it cannot be undone. Its host confirms the VM is gone first.")}
+                    {tf(
+                        "This removes {name} and its disks for good; it cannot be undone. Its host confirms the VM is gone first.",
+                        &[("name", &name)],
+                    )}
                 </p>
                 <div class="field">
-                    <label for="destroy-confirm">"Type the VM name to confirm"</label>
+                    <label for="destroy-confirm">{t("Type the VM name to confirm")}</label>
                     <input id="destroy-confirm" type="text" autocomplete="off" autofocus placeholder=name.clone() bind:value=typed />
                 </div>
                 <FormError error=error />
                 <div class="dialog-actions">
                     <button type="button" class="button" on:click=move |_| on_close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-danger" disabled=move || pending.get()>
-                        {move || if pending.get() { "Destroying…" } else { "Destroy VM" }}
+                        {move || if pending.get() { t("Destroying…") } else { t("Destroy VM") }}
                     </button>
                 </div>
             </form>

@@ -6,6 +6,7 @@
 
 use crate::api_client;
 use crate::components::admission::run_admitted;
+use crate::i18n::{t, tf};
 use crate::session::Session;
 use crate::store::Store;
 use api::VmId;
@@ -52,17 +53,17 @@ pub fn VmPowerButtons(vm_id: VmId, name: String, state: VmState) -> impl IntoVie
         });
     };
     let button = move |power: Power| {
-        let (word, class) = match power {
-            Power::Start => ("Start", "button button-small button-start"),
-            Power::Stop => ("Stop", "button button-small button-stop"),
+        let (word, label, class) = match power {
+            Power::Start => (t("Start"), tf("Start {name}", &[("name", &name)]), "button button-small button-start"),
+            Power::Stop => (t("Stop"), tf("Stop {name}", &[("name", &name)]), "button button-small button-stop"),
         };
         let can = allowed(power, state);
         view! {
             <button
                 type="button"
                 class=class
-                aria-label=format!("{word} {name}")
-                title=(!permitted).then_some("Your role cannot power VMs on or off")
+                aria-label=label
+                title=(!permitted).then_some(t("Your role cannot power VMs on or off"))
                 disabled=move || !can || !permitted || pending.get()
                 on:click=move |_| act(power)
             >

@@ -15,6 +15,7 @@ use crate::components::oobm_dialog::{
 use crate::components::oobm_switch::{OobmSwitch, OobmTarget, not_in_effect_text, parents_off};
 use crate::components::power_dialog::PowerActionDialog;
 use crate::components::time::RelativeTime;
+use crate::i18n::{server_text, t, tf};
 use crate::session::Session;
 use crate::store::Store;
 use api::v1::{Host, HostOobm, OobmDriver};
@@ -62,7 +63,7 @@ pub fn HostOobmPanel(host: Memo<Host>) -> impl IntoView {
                 Err(ClientError::Api { status: 404, .. }) => Loaded::NotConfigured,
                 Err(error) => {
                     session.notice(&error);
-                    Loaded::Failed(error.to_string())
+                    Loaded::Failed(server_text(&error.to_string()))
                 }
             });
         });
@@ -93,13 +94,13 @@ pub fn HostOobmPanel(host: Memo<Host>) -> impl IntoView {
         parents_off(store, zone, Some(cluster))
     });
     // Why OOBM is not in effect, naming every switch that is off (or that nothing is configured).
-    let host_label = format!("host {name}");
+    let host_label = tf("host {name}", &[("name", &name)]);
     let why_not_effective = move || {
         if effective.get() {
             return None;
         }
         match loaded.get() {
-            Loaded::NotConfigured => Some("Not in effect: no BMC is configured for this host.".to_owned()),
+            Loaded::NotConfigured => Some(t("Not in effect: no BMC is configured for this host.").to_owned()),
             Loaded::Configured(oobm) => {
                 let mut off = parents.get();
                 if !oobm.enabled {
@@ -112,39 +113,44 @@ pub fn HostOobmPanel(host: Memo<Host>) -> impl IntoView {
     };
     let switch_unavailable = Signal::derive(move || {
         matches!(loaded.get(), Loaded::NotConfigured)
-            .then(|| "Configure out-of-band management first; then it can be switched on.".to_owned())
+            .then(|| t("Configure out-of-band management first; then it can be switched on.").to_owned())
     });
 
     let details = move || match loaded.get() {
-        Loaded::Loading => view! { <p class="muted">"Loading…"</p> }.into_any(),
+        Loaded::Loading => view! { <p class="muted">{t("Loading…")}</p> }.into_any(),
         Loaded::Failed(message) => view! { <p class="form-error">{message}</p> }.into_any(),
-        Loaded::NotConfigured => view! { <p class="muted">"No BMC configured."</p> }.into_any(),
+        Loaded::NotConfigured => view! { <p class="muted">{t("No BMC configured.")}</p> }.into_any(),
         Loaded::Configured(oobm) => {
             let endpoint = match oobm.driver {
                 OobmDriver::Redfish => {
                     format!("{}://{}:{}", if oobm.redfish_https { "https" } else { "http" }, oobm.address, oobm.port)
                 }
                 OobmDriver::Ipmitool => {
-                    format!("{}:{} (cipher suite {})", oobm.address, oobm.port, oobm.ipmi_cipher_suite)
+                    let port = oobm.port.to_string();
+                    let suite = oobm.ipmi_cipher_suite.to_string();
+                    tf(
+                        "{address}:{port} (cipher suite {suite})",
+                        &[("address", &oobm.address), ("port", &port), ("suite", &suite)],
+                    )
                 }
             };
             view! {
                 <dl class="facts oobm-facts">
-                    <dt>"Driver"</dt>
+                    <dt>{t("Driver")}</dt>
                     <dd>{driver_label(oobm.driver)}</dd>
-                    <dt>"BMC"</dt>
+                    <dt>{t("BMC")}</dt>
                     <dd class="mono">{endpoint}</dd>
-                    <dt>"Username"</dt>
-                    <dd class="mono">{if oobm.username.is_empty() { "(none)".to_owned() } else { oobm.username.clone() }}</dd>
-                    <dt>"Password"</dt>
+                    <dt>{t("Username")}</dt>
+                    <dd class="mono">{if oobm.username.is_empty() { t("(none)").to_owned() } else { oobm.username.clone() }}</dd>
+                    <dt>{t("Password")}</dt>
                     <dd data-password-set=oobm.password_set.to_string()>
-                        {if oobm.password_set { "Set (never shown)" } else { "Not set" }}
+                        {if oobm.password_set { t("Set (never shown)") } else { t("Not set") }}
                     </dd>
                     {oobm
                         .last_error
                         .map(|failure| {
                             view! {
-                                <dt>"Last error"</dt>
+                                <dt>{t("Last error")}</dt>
                                 <dd class="oobm-last-error">
                                     {failure_text(&failure)}
                                 </dd>
@@ -158,24 +164,23 @@ pub fn HostOobmPanel(host: Memo<Host>) -> impl IntoView {
 
     let actions = match permitted {
         Ok(()) => view! {
-            <div class="host-actions" role="group" aria-label="Out-of-band management actions">
+            <div class="host-actions" role="group" aria-label=t("Out-of-band management actions")>
                 <button type="button" class="button" on:click=move |_| open.set(Some(Open::Configure))>
-                    "Configure out-of-band management"
+                    {t("Configure out-of-band management")}
                 </button>
                 {move || {
                     if effective.get() {
                         view! {
                             <button type="button" class="button" on:click=move |_| open.set(Some(Open::Power))>
-                                "Issue power action"
+                                {t("Issue power action")}
                             </button>
                         }
                         .into_any()
                     } else {
                         view! {
                             <WhyNot
-                                action="issue a power action"
-                                reason="Power actions need out-of-band management in effect: a BMC configured, and \
-                                        the switch on for the host, its cluster and its zone."
+                                action=t("issue a power action")
+                                reason=t("Power actions need out-of-band management in effect: a BMC configured, and the switch on for the host, its cluster and its zone.")
                             />
                         }
                         .into_any()
@@ -183,14 +188,14 @@ pub fn HostOobmPanel(host: Memo<Host>) -> impl IntoView {
                 }}
                 <Show when=move || configured.with(Option::is_some)>
                     <button type="button" class="button" on:click=move |_| open.set(Some(Open::Password))>
-                        "Change BMC password"
+                        {t("Change BMC password")}
                     </button>
                 </Show>
             </div>
         }
         .into_any(),
         Err(reason) => {
-            view! { <WhyNot action="configure out-of-band management or issue power actions" reason /> }.into_any()
+            view! { <WhyNot action=t("configure out-of-band management or issue power actions") reason /> }.into_any()
         }
     };
 
@@ -205,7 +210,7 @@ pub fn HostOobmPanel(host: Memo<Host>) -> impl IntoView {
                     current=configured.get_untracked()
                     on_saved=Callback::new(move |oobm: HostOobm| {
                         saved.run(oobm);
-                        done.set(Some("Out-of-band management settings saved.".to_owned()));
+                        done.set(Some(t("Out-of-band management settings saved.").to_owned()));
                     })
                     on_close=close
                 />
@@ -221,7 +226,7 @@ pub fn HostOobmPanel(host: Memo<Host>) -> impl IntoView {
                         username=oobm.username
                         on_changed=Callback::new(move |oobm: HostOobm| {
                             saved.run(oobm);
-                            done.set(Some("BMC password changed on the BMC and in Parapet's store.".to_owned()));
+                            done.set(Some(t("BMC password changed on the BMC and in Parapet's store.").to_owned()));
                         })
                         on_close=close
                     />
@@ -234,21 +239,21 @@ pub fn HostOobmPanel(host: Memo<Host>) -> impl IntoView {
     };
 
     view! {
-        <section class="panel oobm-panel" aria-label="Out-of-band management">
+        <section class="panel oobm-panel" aria-label=t("Out-of-band management")>
             <div class="oobm-panel-head">
-                <h2>"Out-of-band management"</h2>
+                <h2>{t("Out-of-band management")}</h2>
                 <span class="oobm-power">
-                    <span class="muted">"Power"</span>
+                    <span class="muted">{t("Power")}</span>
                     {move || view! { <PowerStateBadge power=power.get() /> }}
                     <span class="muted oobm-read-at">
                         <RelativeTime at=read_at />
                     </span>
                 </span>
                 <span class="oobm-host-switch">
-                    <span class="muted">"Host switch"</span>
+                    <span class="muted">{t("Host switch")}</span>
                     <OobmSwitch
                         target=OobmTarget::Host(id)
-                        name=format!("host {name}")
+                        name=tf("host {name}", &[("name", &name)])
                         on=host_on
                         unavailable=switch_unavailable
                         on_host_changed=saved

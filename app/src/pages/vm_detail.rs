@@ -12,6 +12,7 @@ use crate::components::form::{Choice, ChoiceSelect, TextField};
 use crate::components::format;
 use crate::components::time::RelativeTime;
 use crate::components::vm_actions::{VmActions, storage_label};
+use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::VmId;
@@ -32,7 +33,9 @@ pub fn VmDetailPage() -> impl IntoView {
     let fetched = LocalResource::new(move || {
         let text = vm_id.get();
         async move {
-            let id = text.parse::<VmId>().map_err(|_| ClientError::Invalid(format!("\"{text}\" is not a VM id.")))?;
+            let id = text
+                .parse::<VmId>()
+                .map_err(|_| ClientError::Invalid(tf("\"{text}\" is not a VM id.", &[("text", &text)])))?;
             let vm = api_client::vm(id).await;
             if let Err(error) = &vm {
                 session.notice(error);
@@ -43,7 +46,7 @@ pub fn VmDetailPage() -> impl IntoView {
     let breadcrumb = || {
         view! {
             <p class="breadcrumb">
-                <a href="/vms">"Virtual machines"</a>
+                <a href="/vms">{t("Virtual machines")}</a>
             </p>
         }
     };
@@ -53,7 +56,7 @@ pub fn VmDetailPage() -> impl IntoView {
             <Transition fallback=move || view! { <header class="page-header">{breadcrumb()}</header> <Loading /> }>
                 <ErrorBoundary fallback=move |errors| {
                     view! {
-                        <header class="page-header">{breadcrumb()} <h1>"Virtual machine"</h1></header>
+                        <header class="page-header">{breadcrumb()} <h1>{t("Virtual machine")}</h1></header>
                         <ErrorView
                             errors
                             retry=move || {
@@ -83,18 +86,18 @@ fn VmView(fetched: Vm) -> impl IntoView {
     let gone = Memo::new(move |_| store.vms.with(|vms| !vms.contains_key(&id)));
     let state = Memo::new(move |_| vm.with(|vm| vm.state));
     let progress = move || match state.get() {
-        VmState::Starting => Some("Start in progress…"),
-        VmState::Stopping => Some("Stop in progress…"),
-        VmState::Migrating => Some("Migration in progress…"),
+        VmState::Starting => Some(t("Start in progress…")),
+        VmState::Stopping => Some(t("Stop in progress…")),
+        VmState::Migrating => Some(t("Migration in progress…")),
         _ => None,
     };
 
     view! {
         <header class="page-header">
             <p class="breadcrumb">
-                <a href="/vms">"Virtual machines"</a>
+                <a href="/vms">{t("Virtual machines")}</a>
                 <span aria-hidden="true">" / "</span>
-                {move || vm.with(|vm| vm.cluster_id).map_or_else(|| "not placed".to_owned(), |id| store.cluster_name(id))}
+                {move || vm.with(|vm| vm.cluster_id).map_or_else(|| t("not placed").to_owned(), |id| store.cluster_name(id))}
             </p>
             <div class="title-row">
                 <h1>{move || vm.with(|vm| vm.name.clone())}</h1>
@@ -114,16 +117,16 @@ fn VmView(fetched: Vm) -> impl IntoView {
         </header>
         <Show when=move || gone.get()>
             <p class="vm-gone" role="alert">
-                "This VM is no longer in the inventory: it was destroyed. What is shown is its last known state."
+                {t("This VM is no longer in the inventory: it was destroyed. What is shown is its last known state.")}
             </p>
         </Show>
         <Show when=move || state.get() == VmState::Error>
             <div class="vm-error" role="alert">
-                <p class="vm-error-title">"The VM is in error"</p>
+                <p class="vm-error-title">{t("The VM is in error")}</p>
                 <p class="vm-error-reason">
                     {move || {
                         vm.with(|vm| vm.state_reason.clone())
-                            .unwrap_or_else(|| "The host's agent gave no reason.".to_owned())
+                            .map_or_else(|| t("The host's agent gave no reason.").to_owned(), |reason| server_text(&reason))
                     }}
                 </p>
             </div>
@@ -131,13 +134,13 @@ fn VmView(fetched: Vm) -> impl IntoView {
         <div class="vm-actions-bar">
             <VmActions vm />
         </div>
-        <section class="summary-grid vm-summary" aria-label="VM summary">
+        <section class="summary-grid vm-summary" aria-label=t("VM summary")>
             <div class="panel">
-                <h2>"Details"</h2>
+                <h2>{t("Details")}</h2>
                 <VmFacts vm />
             </div>
             <div class="panel">
-                <h2>"HA settings"</h2>
+                <h2>{t("HA settings")}</h2>
                 <HaSection vm />
             </div>
         </section>
@@ -158,7 +161,7 @@ fn VmFacts(vm: Memo<Vm>) -> impl IntoView {
             Some(Ok(list)) => list
                 .iter()
                 .find(|offering| offering.id == id)
-                .map_or_else(|| format!("{id} (deleted)"), |offering| offering.name.clone()),
+                .map_or_else(|| tf("{id} (deleted)", &[("id", &id.to_string())]), |offering| offering.name.clone()),
             Some(Err(_)) => id.to_string(),
         })
     };
@@ -184,32 +187,32 @@ fn VmFacts(vm: Memo<Vm>) -> impl IntoView {
     };
     let host = move || match vm.with(|vm| vm.host_id) {
         Some(id) => view! { <a href=format!("/hosts/{id}")>{store.host_name(id)}</a> }.into_any(),
-        None => view! { <span class="muted">"not placed"</span> }.into_any(),
+        None => view! { <span class="muted">{t("not placed")}</span> }.into_any(),
     };
 
     view! {
         <dl class="facts">
-            <dt>"Host"</dt>
+            <dt>{t("Host")}</dt>
             <dd>{host}</dd>
-            <dt>"Cluster"</dt>
+            <dt>{t("Cluster")}</dt>
             <dd>{move || vm.with(|vm| vm.cluster_id).map_or_else(|| "—".to_owned(), |id| store.cluster_name(id))}</dd>
-            <dt>"Zone"</dt>
+            <dt>{t("Zone")}</dt>
             <dd>{move || store.zone_name(vm.with(|vm| vm.zone_id))}</dd>
-            <dt>"Offering"</dt>
+            <dt>{t("Offering")}</dt>
             <dd>{offering}</dd>
-            <dt>"Template"</dt>
+            <dt>{t("Template")}</dt>
             <dd>{template}</dd>
-            <dt>"Network"</dt>
+            <dt>{t("Network")}</dt>
             <dd>{move || vm.with(|vm| vm.network.clone())}</dd>
-            <dt>"Storage pool"</dt>
+            <dt>{t("Storage pool")}</dt>
             <dd>{storage}</dd>
-            <dt>"CPU"</dt>
+            <dt>{t("CPU")}</dt>
             <dd>{move || vm.with(|vm| format::vcpus(vm.resources.cpu_cores, vm.resources.cpu_mhz))}</dd>
-            <dt>"Memory"</dt>
+            <dt>{t("Memory")}</dt>
             <dd>{move || vm.with(|vm| format::memory(vm.resources.memory_mb))}</dd>
-            <dt>"Generation"</dt>
+            <dt>{t("Generation")}</dt>
             <dd class="mono">{move || vm.with(|vm| vm.generation)}</dd>
-            <dt>"Updated"</dt>
+            <dt>{t("Updated")}</dt>
             <dd>
                 <RelativeTime at=updated />
             </dd>
@@ -235,19 +238,19 @@ fn ha_changes(
     delay: &str,
 ) -> Result<UpdateVmHaRequest, String> {
     let priority = format::parse_priority(priority)
-        .ok_or_else(|| "Restart priority: choose restart, best-effort or do-not-restart.".to_owned())?;
+        .ok_or_else(|| t("Restart priority: choose restart, best-effort or do-not-restart.").to_owned())?;
     let order = order
         .trim()
         .parse::<i32>()
         .ok()
         .filter(|order| (0..=1000).contains(order))
-        .ok_or_else(|| "Start order: give a whole number from 0 to 1000.".to_owned())?;
+        .ok_or_else(|| t("Start order: give a whole number from 0 to 1000.").to_owned())?;
     let delay = delay
         .trim()
         .parse::<u32>()
         .ok()
         .filter(|delay| *delay <= 3600)
-        .ok_or_else(|| "Start delay: give a whole number of seconds from 0 to 3600.".to_owned())?;
+        .ok_or_else(|| t("Start delay: give a whole number of seconds from 0 to 3600.").to_owned())?;
     Ok(UpdateVmHaRequest {
         ha_protected: (protected != current.protected).then_some(protected),
         restart_priority: (priority != current.priority).then_some(priority),
@@ -279,14 +282,23 @@ fn HaSection(vm: Memo<Vm>) -> impl IntoView {
 
     view! {
         <Show when=move || on_local_storage.get()>
-            <p class="field-hint">"Its disks are on local storage: HA cannot restart it on another host."</p>
+            <p class="field-hint">{t("Its disks are on local storage: HA cannot restart it on another host.")}</p>
         </Show>
         {move || {
             let id = vm.with_untracked(|vm| vm.id);
             view! { <HaForm id current=settings.get() editable notice /> }
         }}
         {move || notice.get().map(|text| view! { <p class="form-saved" role="status">{text}</p> })}
-        {permitted.err().map(|reason| view! { <WhyNot action="change HA settings" reason /> })}
+        {permitted.err().map(|reason| view! { <WhyNot action=t("change HA settings") reason /> })}
+    }
+}
+
+/// A restart priority as the form offers it: its API word in English.
+fn priority_option(priority: RestartPriority) -> &'static str {
+    match priority {
+        RestartPriority::Restart => t("restart"),
+        RestartPriority::BestEffort => t("best-effort"),
+        RestartPriority::DoNotRestart => t("do-not-restart"),
     }
 }
 
@@ -306,9 +318,8 @@ fn HaForm(
     let delay = RwSignal::new(current.delay.to_string());
     let error = RwSignal::new(None::<String>);
     let pending = RwSignal::new(false);
-    let priority_choices = format::PRIORITIES
-        .map(|choice| Choice::new(format::priority_word(choice), format::priority_word(choice)))
-        .to_vec();
+    let priority_choices =
+        format::PRIORITIES.map(|choice| Choice::new(format::priority_word(choice), priority_option(choice))).to_vec();
 
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
@@ -331,7 +342,7 @@ fn HaForm(
         };
         error.set(None);
         if request == UpdateVmHaRequest::default() {
-            notice.set(Some("Nothing to save: no setting changed."));
+            notice.set(Some(t("Nothing to save: no setting changed.")));
             return;
         }
         pending.set(true);
@@ -340,11 +351,11 @@ fn HaForm(
                 // The new settings rebuild this form with them.
                 Some(Ok(vm)) => {
                     store.upsert_vm(vm);
-                    notice.set(Some("HA settings saved."));
+                    notice.set(Some(t("HA settings saved.")));
                 }
                 Some(Err(failure)) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                 }
                 None => {}
             }
@@ -356,27 +367,33 @@ fn HaForm(
         <form class="ha-form" on:submit=on_submit novalidate>
             <label class="checkbox">
                 <input type="checkbox" disabled=!editable bind:checked=protected />
-                "HA protected"
+                {t("HA protected")}
             </label>
             <ChoiceSelect
                 id="ha-priority"
-                label="Restart priority"
+                label=t("Restart priority")
                 choices=Signal::stored(priority_choices)
                 value=priority
                 disabled=!editable
             />
             <div class="field-row">
-                <TextField id="ha-order" label="Start order" value=order kind="number" disabled=!editable />
-                <TextField id="ha-delay" label="Start delay (seconds)" value=delay kind="number" disabled=!editable />
+                <TextField id="ha-order" label=t("Start order") value=order kind="number" disabled=!editable />
+                <TextField
+                    id="ha-delay"
+                    label=t("Start delay (seconds)")
+                    value=delay
+                    kind="number"
+                    disabled=!editable
+                />
             </div>
-            <p class="field-hint">"Lower orders start first; the delay is waited after this VM's order group."</p>
+            <p class="field-hint">{t("Lower orders start first; the delay is waited after this VM's order group.")}</p>
             <FormError error=error />
             {editable
                 .then(|| {
                     view! {
                         <div class="form-actions">
                             <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                                {move || if pending.get() { "Saving…" } else { "Save HA settings" }}
+                                {move || if pending.get() { t("Saving…") } else { t("Save HA settings") }}
                             </button>
                         </div>
                     }

@@ -2,13 +2,14 @@
 //! protection and Start/Stop buttons, filterable by name and state, and the "Deploy VM" button. Rows
 //! update live from the store.
 
-use crate::components::badges::{FlagBadge, VmStateBadge};
+use crate::components::badges::{FlagBadge, VmStateBadge, vm_state_label};
 use crate::components::deploy_dialog::DeployVmButton;
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
 use crate::components::time::RelativeTime;
 use crate::components::vm_power::VmPowerButtons;
+use crate::i18n::{server_text, t, tf};
 use crate::store::Store;
 use api::VmId;
 use api::v1::{RestartPriority, Vm, VmState};
@@ -40,11 +41,11 @@ pub fn VmsPage() -> impl IntoView {
         <div class="page">
             <header class="page-header page-header-split">
                 <div>
-                    <h1>"Virtual machines"</h1>
+                    <h1>{t("Virtual machines")}</h1>
                     <p class="page-summary">
                         {move || {
                             let (running, total) = store.vm_counts(|_| true);
-                            format!("{running} of {total} running")
+                            tf("{running} of {total} running", &[("running", &running.to_string()), ("total", &total.to_string())])
                         }}
                     </p>
                 </div>
@@ -54,17 +55,17 @@ pub fn VmsPage() -> impl IntoView {
             </header>
             <div class="toolbar">
                 <label class="toolbar-field">
-                    <span>"Filter by name"</span>
+                    <span>{t("Filter by name")}</span>
                     <input type="search" placeholder="web-01" bind:value=search />
                 </label>
                 <label class="toolbar-field">
-                    <span>"State"</span>
+                    <span>{t("State")}</span>
                     <select bind:value=state_filter>
-                        <option value="">"All states"</option>
+                        <option value="">{t("All states")}</option>
                         {STATES
                             .iter()
                             .map(|state| {
-                                view! { <option value=state.as_str()>{state.as_str()}</option> }
+                                view! { <option value=state.as_str()>{vm_state_label(*state)}</option> }
                             })
                             .collect_view()}
                     </select>
@@ -80,24 +81,24 @@ pub fn VmsPage() -> impl IntoView {
                             .await
                             .map(|()| {
                                 view! {
-                                    <DataTable label="Virtual machines">
+                                    <DataTable label=t("Virtual machines")>
                                         <thead>
                                             <tr>
-                                                <th scope="col">"Name"</th>
-                                                <th scope="col">"State"</th>
-                                                <th scope="col">"Host"</th>
-                                                <th scope="col">"Cluster"</th>
-                                                <th scope="col">"Zone"</th>
-                                                <th scope="col">"CPU"</th>
-                                                <th scope="col">"Memory"</th>
-                                                <th scope="col">"HA"</th>
-                                                <th scope="col">"Updated"</th>
-                                                <th scope="col" class="actions">"Actions"</th>
+                                                <th scope="col">{t("Name")}</th>
+                                                <th scope="col">{t("State")}</th>
+                                                <th scope="col">{t("Host")}</th>
+                                                <th scope="col">{t("Cluster")}</th>
+                                                <th scope="col">{t("Zone")}</th>
+                                                <th scope="col">{t("CPU")}</th>
+                                                <th scope="col">{t("Memory")}</th>
+                                                <th scope="col">{t("HA")}</th>
+                                                <th scope="col">{t("Updated")}</th>
+                                                <th scope="col" class="actions">{t("Actions")}</th>
                                             </tr>
                                         </thead>
                                         <tbody>
                                             <Show when=move || store.vm_ids(keep).is_empty()>
-                                                <EmptyRow columns=10 text="No virtual machines match." />
+                                                <EmptyRow columns=10 text=t("No virtual machines match.") />
                                             </Show>
                                             <For
                                                 each=move || store.vm_ids(keep)
@@ -117,9 +118,9 @@ pub fn VmsPage() -> impl IntoView {
 
 fn restart_priority(priority: RestartPriority) -> &'static str {
     match priority {
-        RestartPriority::Restart => "restart",
-        RestartPriority::BestEffort => "best effort",
-        RestartPriority::DoNotRestart => "do not restart",
+        RestartPriority::Restart => t("restart"),
+        RestartPriority::BestEffort => t("best effort"),
+        RestartPriority::DoNotRestart => t("do not restart"),
     }
 }
 
@@ -131,7 +132,7 @@ fn VmRow(id: VmId) -> impl IntoView {
         vm.get().map(|vm| {
             let updated = Signal::stored(Some(vm.updated_at));
             let host = vm.host_id.map_or_else(
-                || view! { <span class="muted">"not placed"</span> }.into_any(),
+                || view! { <span class="muted">{t("not placed")}</span> }.into_any(),
                 |host_id| view! { <a href=format!("/hosts/{host_id}")>{store.host_name(host_id)}</a> }.into_any(),
             );
             let cluster = vm.cluster_id.map_or_else(|| "—".to_owned(), |cluster_id| store.cluster_name(cluster_id));
@@ -145,7 +146,7 @@ fn VmRow(id: VmId) -> impl IntoView {
                         {vm
                             .state_reason
                             .clone()
-                            .map(|reason| view! { <span class="state-reason">{reason}</span> })}
+                            .map(|reason| view! { <span class="state-reason">{server_text(&reason)}</span> })}
                     </td>
                     <td>{host}</td>
                     <td>{cluster}</td>
