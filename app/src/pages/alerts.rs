@@ -11,9 +11,9 @@ use crate::api_client::{self, ClientError};
 use crate::components::badges::SeverityBadge;
 use crate::components::dialog::WhyNot;
 use crate::components::error_view::{ErrorView, Loading};
-use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
 use crate::components::time::RelativeTime;
+use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::v1::{Alert, AlertId, AlertQuery, AlertStatusFilter};
@@ -59,13 +59,14 @@ pub fn AlertsNavLink() -> impl IntoView {
     };
     let description = move || {
         count.get().map(|count| match count {
-            0 => "No open alerts".to_owned(),
-            _ => format::count(count, "open alert", "open alerts"),
+            0 => t("No open alerts").to_owned(),
+            1 => t("1 open alert").to_owned(),
+            _ => tf("{count} open alerts", &[("count", &count.to_string())]),
         })
     };
     view! {
-        <A href="/alerts" attr:aria-label="Alerts" attr:title=description>
-            "Alerts"
+        <A href="/alerts" attr:aria-label=t("Alerts") attr:title=description>
+            {t("Alerts")}
             {move || {
                 count_text()
                     .filter(|_| count.get().is_some_and(|count| count > 0))
@@ -80,12 +81,12 @@ fn subject(store: Store, alert: &Alert) -> String {
     let parts: Vec<String> = [
         alert.cluster_id.map(|id| store.cluster_name(id)),
         alert.host_id.map(|id| store.host_name(id)),
-        alert.vm_id.map(|id| store.vm(id).map_or_else(|| "removed VM".to_owned(), |vm| vm.name)),
+        alert.vm_id.map(|id| store.vm(id).map_or_else(|| t("removed VM").to_owned(), |vm| vm.name)),
     ]
     .into_iter()
     .flatten()
     .collect();
-    if parts.is_empty() { "the pool".to_owned() } else { parts.join(" / ") }
+    if parts.is_empty() { t("the pool").to_owned() } else { parts.join(" / ") }
 }
 
 #[component]
@@ -126,7 +127,7 @@ pub fn AlertsPage() -> impl IntoView {
     view! {
         <div class="page">
             <header class="page-header">
-                <h1>"Alerts"</h1>
+                <h1>{t("Alerts")}</h1>
                 <p class="page-summary">
                     {move || {
                         alerts
@@ -134,23 +135,26 @@ pub fn AlertsPage() -> impl IntoView {
                             .and_then(Result::ok)
                             .map(|list| {
                                 let open = list.iter().filter(|alert| alert.acknowledged_at.is_none()).count();
-                                format::count(open, "open alert", "open alerts")
+                                match open {
+                                    1 => t("1 open alert").to_owned(),
+                                    _ => tf("{count} open alerts", &[("count", &open.to_string())]),
+                                }
                             })
                     }}
                 </p>
             </header>
             <div class="toolbar">
                 <label class="toolbar-field">
-                    <span>"Show"</span>
+                    <span>{t("Show")}</span>
                     <select on:change:target=move |event| choose_status(event.target().value())>
                         <option value="open" selected>
-                            "Open"
+                            {t("Open")}
                         </option>
-                        <option value="all">"All"</option>
+                        <option value="all">{t("All")}</option>
                     </select>
                 </label>
             </div>
-            {permitted.err().map(|reason| view! { <WhyNot action="acknowledge alerts" reason /> })}
+            {permitted.err().map(|reason| view! { <WhyNot action=t("acknowledge alerts") reason /> })}
             <Transition fallback=Loading>
                 <ErrorBoundary fallback=move |errors| {
                     view! { <ErrorView errors retry=move || alerts.refetch() /> }
@@ -187,25 +191,25 @@ fn AlertTable(
                     let at = Signal::stored(Some(at));
                     view! { <RelativeTime at /> }.into_any()
                 }
-                None => view! { <span class="muted">"ongoing"</span> }.into_any(),
+                None => view! { <span class="muted">{t("ongoing")}</span> }.into_any(),
             };
             let acknowledged = match (&alert.acknowledged_by, alert.acknowledged_at) {
                 (Some(by), Some(at)) => {
                     let at = Signal::stored(Some(at));
                     view! { <span>{format!("{by}, ")} <RelativeTime at /></span> }.into_any()
                 }
-                _ => view! { <span class="muted">"not yet"</span> }.into_any(),
+                _ => view! { <span class="muted">{t("not yet")}</span> }.into_any(),
             };
             let action = (can_acknowledge && alert.acknowledged_at.is_none()).then(|| {
                 view! {
                     <button
                         type="button"
                         class="button button-small"
-                        aria-label=format!("Acknowledge {} on {place}", alert.kind)
+                        aria-label=tf("Acknowledge {kind} on {place}", &[("kind", &alert.kind), ("place", &place)])
                         disabled=move || acknowledging.get().is_some()
                         on:click=move |_| acknowledge.run(id)
                     >
-                        "Acknowledge"
+                        {t("Acknowledge")}
                     </button>
                 }
             });
@@ -215,7 +219,7 @@ fn AlertTable(
                         <SeverityBadge severity=alert.severity />
                     </td>
                     <td class="mono">{alert.kind.clone()}</td>
-                    <td class="alert-message">{alert.message.clone()}</td>
+                    <td class="alert-message">{server_text(&alert.message)}</td>
                     <td>{place.clone()}</td>
                     <td>
                         <RelativeTime at=raised />
@@ -228,21 +232,21 @@ fn AlertTable(
         })
         .collect_view();
     view! {
-        <DataTable label="Alerts">
+        <DataTable label=t("Alerts")>
             <thead>
                 <tr>
-                    <th scope="col">"Severity"</th>
-                    <th scope="col">"Kind"</th>
-                    <th scope="col">"Message"</th>
-                    <th scope="col">"Where"</th>
-                    <th scope="col">"Raised"</th>
-                    <th scope="col">"Cleared"</th>
-                    <th scope="col">"Acknowledged"</th>
-                    <th scope="col" class="actions">"Actions"</th>
+                    <th scope="col">{t("Severity")}</th>
+                    <th scope="col">{t("Kind")}</th>
+                    <th scope="col">{t("Message")}</th>
+                    <th scope="col">{t("Where")}</th>
+                    <th scope="col">{t("Raised")}</th>
+                    <th scope="col">{t("Cleared")}</th>
+                    <th scope="col">{t("Acknowledged")}</th>
+                    <th scope="col" class="actions">{t("Actions")}</th>
                 </tr>
             </thead>
             <tbody>
-                {empty.then(|| view! { <EmptyRow columns=8 text="No alerts." /> })}
+                {empty.then(|| view! { <EmptyRow columns=8 text=t("No alerts.") /> })}
                 {rows}
             </tbody>
         </DataTable>

@@ -11,6 +11,7 @@ use crate::components::dialog::{FormError, WhyNot};
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
+use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use api::v1::{AuditEntry, AuditQuery};
 use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Timelike, Utc};
@@ -80,9 +81,12 @@ fn local_offset() -> String {
 }
 
 fn parse_utc(name: &str, text: &str) -> Result<DateTime<Utc>, ClientError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| ClientError::Invalid(format!("The address's \"{name}\" is not a time: \"{text}\".")))
+    DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(|_| {
+        ClientError::Invalid(tf(
+            "The address's \"{name}\" is not a time: \"{text}\".",
+            &[("name", name), ("text", text)],
+        ))
+    })
 }
 
 /// The limit to send: `None` for the default, so that "200" and nothing are the same view.
@@ -101,7 +105,10 @@ fn limit_of(text: &str) -> Result<Option<u32>, ()> {
 fn query_of(param: impl Fn(&str) -> Option<String>) -> Result<AuditQuery, ClientError> {
     let text = |name: &str| param(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty());
     let limit = limit_of(&text("limit").unwrap_or_default()).map_err(|()| {
-        ClientError::Invalid(format!("The address's \"limit\" must be a whole number from 1 to {MAX_LIMIT}."))
+        ClientError::Invalid(tf(
+            "The address's \"limit\" must be a whole number from 1 to {max}.",
+            &[("max", &MAX_LIMIT.to_string())],
+        ))
     })?;
     Ok(AuditQuery {
         actor: text("user"),
@@ -127,19 +134,19 @@ fn filters_of(params: &ParamsMap) -> Filters {
 /// The server query the form asks for, or the message naming the field that is wrong.
 fn query_from(filters: &Filters) -> Result<AuditQuery, String> {
     let text = |value: &str| Some(value.trim().to_owned()).filter(|value| !value.is_empty());
-    let moment = |label: &str, value: &str| match text(value) {
+    let moment = |problem: &'static str, value: &str| match text(value) {
         None => Ok(None),
-        Some(value) => local_to_utc(&value).map(Some).ok_or_else(|| format!("{label} is not a valid date and time.")),
+        Some(value) => local_to_utc(&value).map(Some).ok_or_else(|| problem.to_owned()),
     };
-    let since = moment("From", &filters.from)?;
-    let until = moment("To", &filters.to)?;
+    let since = moment(t("From is not a valid date and time."), &filters.from)?;
+    let until = moment(t("To is not a valid date and time."), &filters.to)?;
     if let (Some(since), Some(until)) = (since, until)
         && since > until
     {
-        return Err("From must be earlier than To.".to_owned());
+        return Err(t("From must be earlier than To.").to_owned());
     }
-    let limit =
-        limit_of(&filters.limit).map_err(|()| format!("Limit must be a whole number from 1 to {MAX_LIMIT}."))?;
+    let limit = limit_of(&filters.limit)
+        .map_err(|()| tf("Limit must be a whole number from 1 to {max}.", &[("max", &MAX_LIMIT.to_string())]))?;
     Ok(AuditQuery { actor: text(&filters.user), target: text(&filters.object), since, until, limit })
 }
 
@@ -166,11 +173,11 @@ pub fn AuditPage() -> impl IntoView {
         Err(reason) => view! {
             <div class="page">
                 <header class="page-header">
-                    <h1>"Audit log"</h1>
+                    <h1>{t("Audit log")}</h1>
                 </header>
                 <div class="panel admin-denied">
-                    <p>"Only pool operators and pool admins can read the audit log."</p>
-                    <WhyNot action="read the audit log" reason=reason />
+                    <p>{t("Only pool operators and pool admins can read the audit log.")}</p>
+                    <WhyNot action=t("read the audit log") reason=reason />
                 </div>
             </div>
         }
@@ -201,8 +208,8 @@ fn AuditLog() -> impl IntoView {
     view! {
         <div class="page audit-page">
             <header class="page-header">
-                <h1>"Audit log"</h1>
-                <p class="page-summary">"Every change made through the API, newest first. Times in UTC."</p>
+                <h1>{t("Audit log")}</h1>
+                <p class="page-summary">{t("Every change made through the API, newest first. Times in UTC.")}</p>
             </header>
             <FilterForm params current=query loading on_same=move || entries.refetch() />
             <Transition fallback=Loading set_pending=set_loading>
@@ -279,24 +286,24 @@ fn FilterForm(
     };
 
     view! {
-        <form class="panel audit-filters" aria-label="Filters" on:submit=apply novalidate>
+        <form class="panel audit-filters" aria-label=t("Filters") on:submit=apply novalidate>
             <div class="audit-filter-fields">
                 <div class="field">
-                    <label for="audit-user">"User"</label>
+                    <label for="audit-user">{t("User")}</label>
                     <input id="audit-user" type="text" placeholder="alice" bind:value=user />
                 </div>
                 <div class="field">
-                    <label for="audit-object">"Object"</label>
+                    <label for="audit-object">{t("Object")}</label>
                     <input
                         id="audit-object"
                         type="text"
-                        placeholder="a VM id, or offerings"
+                        placeholder=t("a VM id, or offerings")
                         aria-describedby="audit-filters-hint"
                         bind:value=object
                     />
                 </div>
                 <div class="field">
-                    <label for="audit-from">"From"</label>
+                    <label for="audit-from">{t("From")}</label>
                     <input
                         id="audit-from"
                         type="datetime-local"
@@ -305,7 +312,7 @@ fn FilterForm(
                     />
                 </div>
                 <div class="field">
-                    <label for="audit-to">"To"</label>
+                    <label for="audit-to">{t("To")}</label>
                     <input
                         id="audit-to"
                         type="datetime-local"
@@ -314,7 +321,7 @@ fn FilterForm(
                     />
                 </div>
                 <div class="field audit-limit">
-                    <label for="audit-limit">"Limit"</label>
+                    <label for="audit-limit">{t("Limit")}</label>
                     <input
                         id="audit-limit"
                         type="number"
@@ -326,19 +333,21 @@ fn FilterForm(
                 </div>
             </div>
             <p id="audit-filters-hint" class="field-hint">
-                "User is an exact username; Object matches every call whose path contains it. "
-                {format!("From and To are in your time zone ({}).", local_offset())}
+                {tf(
+                    "User is an exact username; Object matches every call whose path contains it. From and To are in your time zone ({offset}).",
+                    &[("offset", &local_offset())],
+                )}
             </p>
             <FormError error=error />
             <div class="admin-actions">
                 <button type="submit" class="button button-primary" disabled=move || loading.get()>
-                    "Apply filters"
+                    {t("Apply filters")}
                 </button>
                 <button type="button" class="button" disabled=move || loading.get() on:click=clear>
-                    "Clear"
+                    {t("Clear")}
                 </button>
                 <span class="admin-loading" role="status">
-                    {move || loading.get().then_some("Loading…")}
+                    {move || loading.get().then(|| t("Loading…"))}
                 </span>
             </div>
         </form>
@@ -352,9 +361,16 @@ fn outcome_badge(outcome: &str) -> impl IntoView + use<> {
         "failed" => "failed",
         _ => "other",
     };
+    // The known outcomes in the reader's language; any other word as the server wrote it.
+    let text = match word {
+        "ok" => t("ok").to_owned(),
+        "refused" => t("refused").to_owned(),
+        "failed" => t("failed").to_owned(),
+        _ => outcome.to_owned(),
+    };
     view! {
         <span class=format!("badge badge-outcome-{word}") data-state=outcome.to_owned()>
-            {outcome.to_owned()}
+            {text}
         </span>
     }
 }
@@ -363,26 +379,31 @@ fn outcome_badge(outcome: &str) -> impl IntoView + use<> {
 fn AuditTable(list: Vec<AuditEntry>, limit: u32) -> impl IntoView {
     let count = list.len();
     let summary = if count >= limit as usize {
-        format!("Showing the newest {count} entries; raise Limit or narrow the filters to see older ones.")
+        tf(
+            "Showing the newest {count} entries; raise Limit or narrow the filters to see older ones.",
+            &[("count", &count.to_string())],
+        )
+    } else if count == 1 {
+        t("1 entry.").to_owned()
     } else {
-        format!("{count} {}.", if count == 1 { "entry" } else { "entries" })
+        tf("{count} entries.", &[("count", &count.to_string())])
     };
     view! {
         <p class="audit-count" role="status">{summary}</p>
-        <DataTable label="Audit log entries">
+        <DataTable label=t("Audit log entries")>
             <thead>
                 <tr>
-                    <th scope="col">"Time"</th>
-                    <th scope="col">"User"</th>
-                    <th scope="col">"Action"</th>
-                    <th scope="col">"Target"</th>
-                    <th scope="col">"Outcome"</th>
-                    <th scope="col" class="num">"Status"</th>
-                    <th scope="col">"Client"</th>
+                    <th scope="col">{t("Time")}</th>
+                    <th scope="col">{t("User")}</th>
+                    <th scope="col">{t("Action")}</th>
+                    <th scope="col">{t("Target")}</th>
+                    <th scope="col">{t("Outcome")}</th>
+                    <th scope="col" class="num">{t("Status")}</th>
+                    <th scope="col">{t("Client")}</th>
                 </tr>
             </thead>
             <tbody>
-                {(count == 0).then(|| view! { <EmptyRow columns=7 text="No entries match these filters." /> })}
+                {(count == 0).then(|| view! { <EmptyRow columns=7 text=t("No entries match these filters.") /> })}
                 {list
                     .into_iter()
                     .map(|entry| {
@@ -395,7 +416,7 @@ fn AuditTable(list: Vec<AuditEntry>, limit: u32) -> impl IntoView {
                                 <td class="mono">{entry.action}</td>
                                 <td class="audit-target">
                                     <span class="mono">{entry.target}</span>
-                                    {entry.detail.map(|detail| view! { <span class="audit-detail">{detail}</span> })}
+                                    {entry.detail.map(|detail| view! { <span class="audit-detail">{server_text(&detail)}</span> })}
                                 </td>
                                 <td>{outcome_badge(&entry.outcome)}</td>
                                 <td class="num">{entry.status}</td>

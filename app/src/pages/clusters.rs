@@ -10,10 +10,13 @@ use crate::components::format;
 use crate::components::ha_switch::{HaNotInEffect, HaSwitch, HaSwitchWhyNot, HaTarget};
 use crate::components::oobm_switch::{OobmSwitch, OobmSwitchWhyNot, OobmTarget, not_in_effect_text, parents_off};
 use crate::components::table::{DataTable, EmptyRow, UsageBar};
+use crate::i18n::{t, tf};
+use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::ClusterId;
 use api::v1::ClusterPlanSummary;
 use leptos::prelude::*;
+use leptos_router::components::A;
 
 #[component]
 pub fn ClustersPage() -> impl IntoView {
@@ -21,9 +24,9 @@ pub fn ClustersPage() -> impl IntoView {
     view! {
         <div class="page">
             <header class="page-header">
-                <h1>"Clusters"</h1>
+                <h1>{t("Clusters")}</h1>
                 <p class="page-summary">
-                    {move || format!("{} clusters", store.clusters.with(|clusters| clusters.len()))}
+                    {move || tf("{count} clusters", &[("count", &store.clusters.with(|clusters| clusters.len()).to_string())])}
                 </p>
                 <HaSwitchWhyNot />
                 <OobmSwitchWhyNot />
@@ -38,26 +41,27 @@ pub fn ClustersPage() -> impl IntoView {
                             .await
                             .map(|()| {
                                 view! {
-                                    <DataTable label="Clusters">
+                                    <DataTable label=t("Clusters")>
                                         <thead>
                                             <tr>
-                                                <th scope="col">"Name"</th>
-                                                <th scope="col">"Zone"</th>
-                                                <th scope="col">"HA"</th>
-                                                <th scope="col">"Out-of-band management"</th>
-                                                <th scope="col">"Host power"</th>
-                                                <th scope="col">"Failover plan"</th>
-                                                <th scope="col" class="num">"Hosts connected"</th>
-                                                <th scope="col" class="num">"VMs running"</th>
-                                                <th scope="col">"CPU"</th>
-                                                <th scope="col">"Memory"</th>
+                                                <th scope="col">{t("Name")}</th>
+                                                <th scope="col">{t("Zone")}</th>
+                                                <th scope="col">{t("HA")}</th>
+                                                <th scope="col">{t("Out-of-band management")}</th>
+                                                <th scope="col">{t("Host power")}</th>
+                                                <th scope="col">{t("Failover plan")}</th>
+                                                <th scope="col" class="num">{t("Hosts connected")}</th>
+                                                <th scope="col" class="num">{t("VMs running")}</th>
+                                                <th scope="col">{t("CPU")}</th>
+                                                <th scope="col">{t("Memory")}</th>
+                                                <th scope="col" class="actions">{t("Actions")}</th>
                                             </tr>
                                         </thead>
                                         <tbody>
                                             <Show when=move || {
                                                 store.clusters.with(|clusters| clusters.is_empty())
                                             }>
-                                                <EmptyRow columns=10 text="No clusters yet." />
+                                                <EmptyRow columns=11 text=t("No clusters yet.") />
                                             </Show>
                                             <For
                                                 each=move || store.cluster_ids(None)
@@ -78,6 +82,10 @@ pub fn ClustersPage() -> impl IntoView {
 #[component]
 fn ClusterRow(id: ClusterId) -> impl IntoView {
     let store = Store::expect();
+    // Read once, untracked: see `crate::components::vm_power`.
+    let session = Session::expect();
+    let may_manage_ha = session.may_untracked(Ability::ManageHa).is_ok();
+    let may_manage_pool = session.may_untracked(Ability::ManagePool).is_ok();
     let cluster = Memo::new(move |_| store.cluster(id));
     move || {
         cluster.get().map(|cluster| {
@@ -104,7 +112,7 @@ fn ClusterRow(id: ClusterId) -> impl IntoView {
                     <td>
                         <HaSwitch
                             target=HaTarget::Cluster(id)
-                            name=format!("cluster {}", cluster.name)
+                            name=tf("cluster {name}", &[("name", &cluster.name)])
                             on=Signal::stored(cluster.ha_enabled)
                         />
                         <HaNotInEffect on=Signal::stored(cluster.ha_enabled) zone=cluster.zone_id />
@@ -112,7 +120,7 @@ fn ClusterRow(id: ClusterId) -> impl IntoView {
                     <td>
                         <OobmSwitch
                             target=OobmTarget::Cluster(id)
-                            name=format!("cluster {}", cluster.name)
+                            name=tf("cluster {name}", &[("name", &cluster.name)])
                             on=Signal::stored(cluster.oobm_enabled)
                         />
                         {cluster
@@ -127,8 +135,8 @@ fn ClusterRow(id: ClusterId) -> impl IntoView {
                     <td>
                         <span class="plan-cell">
                             <PlanPill summary=cluster.ha_plan.clone() limit=cluster.ha_failure_limit />
-                            <a href=format!("/clusters/{id}/ha") aria-label=format!("HA plan of {}", cluster.name)>
-                                "HA plan"
+                            <a href=format!("/clusters/{id}/ha") aria-label=tf("HA plan of {cluster}", &[("cluster", &cluster.name)])>
+                                {t("HA plan")}
                             </a>
                         </span>
                     </td>
@@ -142,9 +150,42 @@ fn ClusterRow(id: ClusterId) -> impl IntoView {
                         <span class="usage-text">{format::memory_of(memory_used, memory_total)}</span>
                         <UsageBar used=memory_used total=memory_total />
                     </td>
+                    <td class="actions">
+                        <HaSetupLinks cluster=id name=cluster.name.clone() may_manage_ha may_manage_pool />
+                    </td>
                 </tr>
             }
         })
+    }
+}
+
+/// The HA setup wizard's steps for one cluster, each reachable alone: only the steps the role may carry
+/// out, and the read-only host HA state for everyone.
+#[component]
+fn HaSetupLinks(cluster: ClusterId, name: String, may_manage_ha: bool, may_manage_pool: bool) -> impl IntoView {
+    let link = move |step: u8, text: &'static str, label: String| {
+        view! {
+            <A href=format!("/ha/setup?step={step}&cluster={cluster}") attr:class="button button-small" attr:aria-label=label>
+                {text}
+            </A>
+        }
+    };
+    let named = [("cluster", name.as_str())];
+    view! {
+        <div class="row-actions">
+            {may_manage_ha.then(|| link(2, t("Enable HA…"), tf("Enable HA on cluster {cluster}…", &named)))}
+            {may_manage_pool
+                .then(|| {
+                    link(
+                        3,
+                        t("Configure OOBM for hosts…"),
+                        tf("Configure OOBM for the hosts of cluster {cluster}…", &named),
+                    )
+                })}
+            {link(5, t("Check host HA state"), tf("Check the host HA state of cluster {cluster}", &named))}
+            {may_manage_ha
+                .then(|| link(7, t("Run a power-off test…"), tf("Run a power-off test on cluster {cluster}…", &named)))}
+        </div>
     }
 }
 
@@ -152,19 +193,19 @@ fn ClusterRow(id: ClusterId) -> impl IntoView {
 #[component]
 fn PlanPill(summary: Option<ClusterPlanSummary>, limit: u32) -> impl IntoView {
     match summary {
-        None => view! { <span class="pill">"not evaluated"</span> }.into_any(),
+        None => view! { <span class="pill">{t("not evaluated")}</span> }.into_any(),
         Some(summary) if summary.overcommitted => view! {
-            <span class="pill pill-overcommitted" title=format!("Host failure limit {limit}")>
-                "overcommitted"
+            <span class="pill pill-overcommitted" title=tf("Host failure limit {limit}", &[("limit", &limit.to_string())])>
+                {t("overcommitted")}
             </span>
         }
         .into_any(),
         Some(summary) => {
             let capacity =
-                summary.max_failure_capacity.map_or_else(|| "none".to_owned(), |capacity| capacity.to_string());
+                summary.max_failure_capacity.map_or_else(|| t("none").to_owned(), |capacity| capacity.to_string());
             view! {
-                <span class="pill pill-on" title="Max failure capacity of host failure limit">
-                    {format!("max {capacity} of {limit}")}
+                <span class="pill pill-on" title=t("Max failure capacity of host failure limit")>
+                    {tf("max {capacity} of {limit}", &[("capacity", &capacity), ("limit", &limit.to_string())])}
                 </span>
             }
             .into_any()
@@ -188,10 +229,10 @@ fn HostPowerList(cluster: ClusterId) -> impl IntoView {
     move || {
         let hosts = hosts.get();
         if hosts.is_empty() {
-            return view! { <span class="muted">"no hosts"</span> }.into_any();
+            return view! { <span class="muted">{t("no hosts")}</span> }.into_any();
         }
         view! {
-            <ul class="power-list" aria-label="Power of the cluster's hosts">
+            <ul class="power-list" aria-label=t("Power of the cluster's hosts")>
                 {hosts
                     .into_iter()
                     .map(|(id, name, power)| {

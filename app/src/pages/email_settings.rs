@@ -14,6 +14,7 @@ use crate::components::error_view::{ErrorView, Loading};
 use crate::components::form::{Choice, ChoiceSelect, TextField};
 use crate::components::table::{DataTable, EmptyRow};
 use crate::components::time::RelativeTime;
+use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::v1::{
@@ -32,9 +33,10 @@ const OUTBOX_LIMIT: u32 = 50;
 /// `Ok` for pool admins, else why not in words (SMTP is a global setting).
 fn may_change(session: Session) -> Result<(), String> {
     session.may_untracked(Ability::AdministerPool).map_err(|reason| match untrack(|| session.role()) {
-        Some(role) => {
-            format!("Your role ({}) cannot change global settings such as email; only pool admins can.", role.as_str())
-        }
+        Some(role) => tf(
+            "Your role ({role}) cannot change global settings such as email; only pool admins can.",
+            &[("role", role.as_str())],
+        ),
         None => reason,
     })
 }
@@ -56,9 +58,28 @@ fn kind_label(kind: &str) -> String {
     words.join(" ")
 }
 
+/// The mailable kinds in the reader's language; a kind this console does not know reads as words.
+fn kind_text(kind: &str) -> String {
+    let known = match kind {
+        "host-failed" => t("Host failed"),
+        "host-fenced" => t("Host fenced"),
+        "fencing-failed" => t("Fencing failed"),
+        "vm-restarted" => t("VM restarted"),
+        "vm-restart-failed" => t("VM restart failed"),
+        "pool-overcommitted" => t("Pool overcommitted"),
+        "capacity-dropped" => t("Capacity dropped"),
+        "no-ha-tag-host" => t("No HA tag host"),
+        "oobm-auth-error" => t("OOBM auth error"),
+        "storage-heartbeat-lost" => t("Storage heartbeat lost"),
+        "primary-storage-down" => t("Primary storage down"),
+        _ => return kind_label(kind),
+    };
+    known.to_owned()
+}
+
 fn security_name(security: SmtpSecurity) -> &'static str {
     match security {
-        SmtpSecurity::None => "None (plain text)",
+        SmtpSecurity::None => t("None (plain text)"),
         SmtpSecurity::Starttls => "STARTTLS",
         SmtpSecurity::Tls => "TLS (SMTPS)",
     }
@@ -77,11 +98,11 @@ pub fn EmailSettingsPage() -> impl IntoView {
         Err(reason) => view! {
             <div class="page">
                 <header class="page-header">
-                    <h1>"Email"</h1>
+                    <h1>{t("Email")}</h1>
                 </header>
                 <div class="panel admin-denied">
-                    <p>"Only pool admins can change the email settings."</p>
-                    <WhyNot action="change the email settings" reason=reason />
+                    <p>{t("Only pool admins can change the email settings.")}</p>
+                    <WhyNot action=t("change the email settings") reason=reason />
                 </div>
             </div>
         }
@@ -118,8 +139,8 @@ fn EmailSettingsAdmin() -> impl IntoView {
     view! {
         <div class="page email-page">
             <header class="page-header">
-                <h1>"Email"</h1>
-                <p class="page-summary">"Alert mail through your SMTP server"</p>
+                <h1>{t("Email")}</h1>
+                <p class="page-summary">{t("Alert mail through your SMTP server")}</p>
             </header>
             <Transition fallback=Loading>
                 <ErrorBoundary fallback=move |errors| {
@@ -132,9 +153,9 @@ fn EmailSettingsAdmin() -> impl IntoView {
                 </ErrorBoundary>
             </Transition>
             <section class="panel email-outbox" aria-labelledby="email-outbox-heading">
-                <h2 id="email-outbox-heading">"Outbox"</h2>
+                <h2 id="email-outbox-heading">{t("Outbox")}</h2>
                 <p class="field-hint">
-                    "One mail per alert of a chosen kind. Failed attempts are retried after 5 s, doubling up to 10 minutes."
+                    {t("One mail per alert of a chosen kind. Failed attempts are retried after 5 s, doubling up to 10 minutes.")}
                 </p>
                 <Transition fallback=Loading>
                     <ErrorBoundary fallback=move |errors| {
@@ -180,7 +201,7 @@ fn EmailForm(current: EmailSettings, poked: RwSignal<u64>) -> impl IntoView {
             "" => None,
             text => match text.parse::<u16>() {
                 Ok(port) if port > 0 => Some(port),
-                _ => return Err("port: a number from 1 to 65535".to_owned()),
+                _ => return Err(t("port: a number from 1 to 65535").to_owned()),
             },
         };
         let security = match security.get_untracked().as_str() {
@@ -223,15 +244,15 @@ fn EmailForm(current: EmailSettings, poked: RwSignal<u64>) -> impl IntoView {
                     port.set(saved.port.to_string());
                     updated.set((saved.updated_by.clone(), saved.updated_at));
                     notice.set(Some(if saved.enabled {
-                        "Saved. Alert mail is on.".to_owned()
+                        t("Saved. Alert mail is on.").to_owned()
                     } else {
-                        "Saved. Alert mail is off.".to_owned()
+                        t("Saved. Alert mail is off.").to_owned()
                     }));
                     poked.update(|count| *count += 1);
                 }
                 Err(failure) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                 }
             }
             saving.set(false);
@@ -255,7 +276,7 @@ fn EmailForm(current: EmailSettings, poked: RwSignal<u64>) -> impl IntoView {
                 Ok(result) => tested.set(Some(result)),
                 Err(failure) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                 }
             }
             testing.set(false);
@@ -300,7 +321,7 @@ fn EmailForm(current: EmailSettings, poked: RwSignal<u64>) -> impl IntoView {
                         disabled=move || all_kinds.get()
                         on:change=toggle
                     />
-                    <span>{kind_label(&kind)}</span>
+                    <span>{kind_text(&kind)}</span>
                     <span class="mono muted">{kind.clone()}</span>
                 </label>
             }
@@ -309,54 +330,54 @@ fn EmailForm(current: EmailSettings, poked: RwSignal<u64>) -> impl IntoView {
 
     view! {
         <section class="panel email-settings" aria-labelledby="email-settings-heading">
-            <h2 id="email-settings-heading">"SMTP settings"</h2>
+            <h2 id="email-settings-heading">{t("SMTP settings")}</h2>
             <form class="email-form" on:submit=on_submit novalidate>
                 <label class="checkbox email-enabled" for="email-enabled">
                     <input id="email-enabled" type="checkbox" bind:checked=enabled />
-                    <span>"Send alert mail"</span>
+                    <span>{t("Send alert mail")}</span>
                 </label>
                 <div class="email-grid">
-                    <TextField id="email-host" label="SMTP server" value=host placeholder="smtp.example.com" />
-                    <TextField id="email-port" label="Port" value=port kind="number" />
-                    <ChoiceSelect id="email-security" label="Security" choices=security_choices value=security />
-                    <TextField id="email-username" label="Username (empty: no authentication)" value=username />
+                    <TextField id="email-host" label=t("SMTP server") value=host placeholder="smtp.example.com" />
+                    <TextField id="email-port" label=t("Port") value=port kind="number" />
+                    <ChoiceSelect id="email-security" label=t("Security") choices=security_choices value=security />
+                    <TextField id="email-username" label=t("Username (empty: no authentication)") value=username />
                     <div class="field">
-                        <label for="email-password">"Password"</label>
+                        <label for="email-password">{t("Password")}</label>
                         <input
                             id="email-password"
                             type="password"
                             autocomplete="new-password"
                             placeholder=move || {
-                                if password_set.get() { "•••• stored; type to replace" } else { "" }
+                                if password_set.get() { t("•••• stored; type to replace") } else { "" }
                             }
                             bind:value=password
                         />
                         <span class="field-hint">
                             {move || {
                                 if password_set.get() {
-                                    "A password is stored (encrypted). Leave this empty to keep it."
+                                    t("A password is stored (encrypted). Leave this empty to keep it.")
                                 } else {
-                                    "Stored encrypted; never shown again."
+                                    t("Stored encrypted; never shown again.")
                                 }
                             }}
                         </span>
                     </div>
                     <TextField
                         id="email-from"
-                        label="From address"
+                        label=t("From address")
                         value=from_address
                         placeholder="Parapet <parapet@example.com>"
                     />
                 </div>
                 <div class="field">
-                    <label for="email-recipients">"Recipients (one per line)"</label>
+                    <label for="email-recipients">{t("Recipients (one per line)")}</label>
                     <textarea id="email-recipients" rows="3" bind:value=recipients></textarea>
                 </div>
                 <fieldset class="email-kinds">
-                    <legend>"Alert kinds to mail"</legend>
+                    <legend>{t("Alert kinds to mail")}</legend>
                     <label class="checkbox" for="email-all-kinds">
                         <input id="email-all-kinds" type="checkbox" bind:checked=all_kinds />
-                        <span>"All kinds, including kinds added later"</span>
+                        <span>{t("All kinds, including kinds added later")}</span>
                     </label>
                     {kind_boxes}
                 </fieldset>
@@ -367,19 +388,20 @@ fn EmailForm(current: EmailSettings, poked: RwSignal<u64>) -> impl IntoView {
                 </div>
                 <div class="admin-actions">
                     <button type="submit" class="button button-primary" disabled=move || saving.get()>
-                        {move || if saving.get() { "Saving…" } else { "Save" }}
+                        {move || if saving.get() { t("Saving…") } else { t("Save") }}
                     </button>
                     <button type="button" class="button" disabled=move || testing.get() on:click=send_test>
-                        {move || if testing.get() { "Sending test email…" } else { "Send test email" }}
+                        {move || if testing.get() { t("Sending test email…") } else { t("Send test email") }}
                     </button>
                     <span class="admin-loading">
                         {move || {
                             let (by, at) = updated.get();
                             match (by, at) {
                                 (Some(by), Some(at)) => {
-                                    format!("Last saved by {by} at {}", at.format("%Y-%m-%d %H:%M UTC"))
+                                    let at = at.format("%Y-%m-%d %H:%M UTC").to_string();
+                                    tf("Last saved by {user} at {time}", &[("user", &by), ("time", &at)])
                                 }
-                                _ => "Not saved yet".to_owned(),
+                                _ => t("Not saved yet").to_owned(),
                             }
                         }}
                     </span>
@@ -393,11 +415,11 @@ fn EmailForm(current: EmailSettings, poked: RwSignal<u64>) -> impl IntoView {
 #[component]
 fn TestOutcome(result: TestEmailResult) -> impl IntoView {
     let (class, headline) = match result.outcome {
-        SmtpOutcome::Accepted => ("email-test email-test-ok", "Accepted by the SMTP server"),
-        SmtpOutcome::Rejected => ("email-test email-test-bad", "Rejected by the SMTP server"),
-        SmtpOutcome::CannotConnect => ("email-test email-test-bad", "Cannot connect to the SMTP server"),
-        SmtpOutcome::TlsFailed => ("email-test email-test-bad", "TLS failed"),
-        SmtpOutcome::Failed => ("email-test email-test-bad", "The test mail failed"),
+        SmtpOutcome::Accepted => ("email-test email-test-ok", t("Accepted by the SMTP server")),
+        SmtpOutcome::Rejected => ("email-test email-test-bad", t("Rejected by the SMTP server")),
+        SmtpOutcome::CannotConnect => ("email-test email-test-bad", t("Cannot connect to the SMTP server")),
+        SmtpOutcome::TlsFailed => ("email-test email-test-bad", t("TLS failed")),
+        SmtpOutcome::Failed => ("email-test email-test-bad", t("The test mail failed")),
     };
     let reply = match result.code {
         Some(code) => format!("{code} {}", result.reply),
@@ -407,14 +429,15 @@ fn TestOutcome(result: TestEmailResult) -> impl IntoView {
         <div class=class>
             <p class="email-test-headline">
                 {headline}
-                <span class="muted">{format!(" ({} ms)", result.elapsed_ms)}</span>
+                <span class="muted">" " {tf("({ms} ms)", &[("ms", &result.elapsed_ms.to_string())])}</span>
             </p>
             <p class="mono email-test-reply">{reply}</p>
-            <p class="muted">{format!("To: {}", result.recipients.join(", "))}</p>
+            <p class="muted">{tf("To: {recipients}", &[("recipients", &result.recipients.join(", "))])}</p>
         </div>
     }
 }
 
+/// The mail's status as a wire word (for CSS classes).
 fn status_text(mail: &OutboxMail) -> &'static str {
     match mail.status {
         MailStatus::Pending if mail.attempts == 0 => "queued",
@@ -422,6 +445,17 @@ fn status_text(mail: &OutboxMail) -> &'static str {
         MailStatus::Sending => "sending",
         MailStatus::Sent => "sent",
         MailStatus::Failed => "failed",
+    }
+}
+
+/// The status word in the reader's language.
+fn status_label(status: &str) -> &'static str {
+    match status {
+        "queued" => t("queued"),
+        "retrying" => t("retrying"),
+        "sending" => t("sending"),
+        "sent" => t("sent"),
+        _ => t("failed"),
     }
 }
 
@@ -436,11 +470,11 @@ fn OutboxTable(list: Vec<OutboxMail>) -> impl IntoView {
             let when = match (mail.status, mail.sent_at, mail.next_attempt_at) {
                 (MailStatus::Sent, Some(at), _) => {
                     let at = Signal::stored(Some(at));
-                    view! { <span>"sent " <RelativeTime at /></span> }.into_any()
+                    view! { <span>{t("sent")} " " <RelativeTime at /></span> }.into_any()
                 }
                 (MailStatus::Pending, _, Some(at)) => {
                     let at = Signal::stored(Some(at));
-                    view! { <span>"next " <RelativeTime at /></span> }.into_any()
+                    view! { <span>{t("next")} " " <RelativeTime at /></span> }.into_any()
                 }
                 _ => view! { <span class="muted">"—"</span> }.into_any(),
             };
@@ -454,10 +488,10 @@ fn OutboxTable(list: Vec<OutboxMail>) -> impl IntoView {
                     <td class="email-subject">{mail.subject.clone()}</td>
                     <td>{mail.recipients.join(", ")}</td>
                     <td>
-                        <span class=format!("mail-status mail-status-{status}")>{status}</span>
+                        <span class=format!("mail-status mail-status-{status}")>{status_label(status)}</span>
                     </td>
                     <td class="numeric">{mail.attempts}</td>
-                    <td class="mono email-detail">{detail}</td>
+                    <td class="mono email-detail">{server_text(&detail)}</td>
                     <td>
                         <RelativeTime at=queued />
                     </td>
@@ -467,21 +501,21 @@ fn OutboxTable(list: Vec<OutboxMail>) -> impl IntoView {
         })
         .collect_view();
     view! {
-        <DataTable label="Outbox">
+        <DataTable label=t("Outbox")>
             <thead>
                 <tr>
-                    <th scope="col">"Alert"</th>
-                    <th scope="col">"Subject"</th>
-                    <th scope="col">"Recipients"</th>
-                    <th scope="col">"Status"</th>
-                    <th scope="col" class="numeric">"Attempts"</th>
-                    <th scope="col">"Last error or reply"</th>
-                    <th scope="col">"Queued"</th>
-                    <th scope="col">"Sent or next attempt"</th>
+                    <th scope="col">{t("Alert")}</th>
+                    <th scope="col">{t("Subject")}</th>
+                    <th scope="col">{t("Recipients")}</th>
+                    <th scope="col">{t("Status")}</th>
+                    <th scope="col" class="numeric">{t("Attempts")}</th>
+                    <th scope="col">{t("Last error or reply")}</th>
+                    <th scope="col">{t("Queued")}</th>
+                    <th scope="col">{t("Sent or next attempt")}</th>
                 </tr>
             </thead>
             <tbody>
-                {empty.then(|| view! { <EmptyRow columns=8 text="No alert mail yet." /> })}
+                {empty.then(|| view! { <EmptyRow columns=8 text=t("No alert mail yet.") /> })}
                 {rows}
             </tbody>
         </DataTable>

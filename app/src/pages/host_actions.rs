@@ -7,7 +7,7 @@
 use crate::api_client;
 use crate::components::admission::run_admitted;
 use crate::components::dialog::{Dialog, FormError, WhyNot, focus_when_mounted};
-use crate::components::format::count;
+use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::v1::{AgentConnection, Host, HostAllocation, UpdateHostRequest, VmState};
@@ -17,6 +17,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos::web_sys::HtmlElement;
 use leptos_router::NavigateOptions;
+use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 
 /// The longest tag the server accepts.
@@ -28,10 +29,13 @@ fn parse_tags(text: &str) -> Result<Vec<String>, String> {
     let mut tags: Vec<String> = Vec::new();
     for tag in text.split(',').map(str::trim).filter(|tag| !tag.is_empty()) {
         if tag.contains(char::is_whitespace) {
-            return Err(format!("Tags: \"{tag}\" contains a space; separate tags with commas."));
+            return Err(tf("Tags: \"{tag}\" contains a space; separate tags with commas.", &[("tag", tag)]));
         }
         if tag.len() > TAG_MAX {
-            return Err(format!("Tags: \"{tag}\" is longer than {TAG_MAX} characters."));
+            return Err(tf(
+                "Tags: \"{tag}\" is longer than {max} characters.",
+                &[("tag", tag), ("max", &TAG_MAX.to_string())],
+            ));
         }
         if !tags.iter().any(|known| known == tag) {
             tags.push(tag.to_owned());
@@ -44,9 +48,27 @@ fn parse_tags(text: &str) -> Result<Vec<String>, String> {
 #[component]
 pub fn HostActions(host: Memo<Host>) -> impl IntoView {
     // Read once, untracked: see `crate::components::vm_power`.
-    match Session::expect().may_untracked(Ability::ManagePool) {
+    let session = Session::expect();
+    let operations = match session.may_untracked(Ability::ManagePool) {
         Ok(()) => view! { <Operations host /> }.into_any(),
-        Err(reason) => view! { <WhyNot action="change this host" reason /> }.into_any(),
+        Err(reason) => view! { <WhyNot action=t("change this host") reason /> }.into_any(),
+    };
+    // A step of the HA setup wizard on its own: the power-off test with this host.
+    let test_link = session.may_untracked(Ability::ManageHa).is_ok().then(|| {
+        let (id, cluster, name) = host.with_untracked(|host| (host.id, host.cluster_id, host.name.clone()));
+        view! {
+            <A
+                href=format!("/ha/setup?step=7&cluster={cluster}&host={id}")
+                attr:class="button"
+                attr:aria-label=tf("Power-off test with {host}…", &[("host", &name)])
+            >
+                {t("Power-off test with this host…")}
+            </A>
+        }
+    });
+    view! {
+        {operations}
+        {test_link}
     }
 }
 
@@ -102,23 +124,23 @@ fn Operations(host: Memo<Host>) -> impl IntoView {
                 <button
                     type="button"
                     class="button"
-                    title="The host takes new VMs again; VMs already moved stay where they are"
+                    title=t("The host takes new VMs again; VMs already moved stay where they are")
                     disabled=move || busy.get()
                     on:click=move |_| run(Call::CancelMaintenance)
                 >
-                    "Cancel maintenance"
+                    {t("Cancel maintenance")}
                 </button>
             }
             .into_any();
         }
         let (word, target, hint) = match allocation.get() {
             HostAllocation::Disabled => {
-                ("Enable for new VMs", HostAllocation::Enabled, "Placement may put new VMs on this host again")
+                (t("Enable for new VMs"), HostAllocation::Enabled, t("Placement may put new VMs on this host again"))
             }
             _ => (
-                "Disable for new VMs",
+                t("Disable for new VMs"),
                 HostAllocation::Disabled,
-                "Placement skips this host; the VMs on it stay and keep running",
+                t("Placement skips this host; the VMs on it stay and keep running"),
             ),
         };
         view! {
@@ -137,7 +159,7 @@ fn Operations(host: Memo<Host>) -> impl IntoView {
                 disabled=move || busy.get()
                 on:click=move |_| open.set(Some(Open::Maintenance))
             >
-                "Enter maintenance"
+                {t("Enter maintenance")}
             </button>
         }
         .into_any()
@@ -146,18 +168,22 @@ fn Operations(host: Memo<Host>) -> impl IntoView {
     let removal = move || match vms.get() {
         0 => view! {
             <button type="button" class="button button-danger" on:click=move |_| open.set(Some(Open::Remove))>
-                "Remove host"
+                {t("Remove host")}
             </button>
         }
         .into_any(),
         n => view! {
-            <WhyNot action="remove this host" reason=format!("Move or destroy its {} first.", count(n, "VM", "VMs")) />
+            <WhyNot action=t("remove this host") reason=if n == 1 {
+                t("Move or destroy its 1 VM first.").to_owned()
+            } else {
+                tf("Move or destroy its {count} VMs first.", &[("count", &n.to_string())])
+            } />
         }
         .into_any(),
     };
 
     view! {
-        <div class="host-actions" role="group" aria-label="Host operations">
+        <div class="host-actions" role="group" aria-label=t("Host operations")>
             {placement}
             {removal}
         </div>
@@ -197,37 +223,50 @@ fn MaintenanceDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
                 }
                 Some(Err(failure)) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                 }
                 None => {}
             }
             pending.set(false);
         });
     };
-    let destination = cluster
-        .map_or_else(|| "other hosts of its cluster".to_owned(), |cluster| format!("other hosts of cluster {cluster}"));
     let host_name = name.clone();
-    let plan = move || match to_move.get() {
-        0 => format!("{host_name} has no running VMs, so it goes into maintenance at once."),
-        n => format!(
-            "Its {} will first be live-migrated to {destination}, one at a time. If any of them has nowhere \
-             to go, the server refuses and nothing changes.",
-            count(n, "running VM", "running VMs")
-        ),
+    let plan = move || {
+        let count = to_move.get();
+        let n = count.to_string();
+        match (count, &cluster) {
+            (0, _) => tf("{host} has no running VMs, so it goes into maintenance at once.", &[("host", &host_name)]),
+            (1, Some(cluster)) => tf(
+                "Its 1 running VM will first be live-migrated to other hosts of cluster {cluster}. If it has nowhere to go, the server refuses and nothing changes.",
+                &[("cluster", cluster)],
+            ),
+            (1, None) => t(
+                "Its 1 running VM will first be live-migrated to other hosts of its cluster. If it has nowhere to go, the server refuses and nothing changes.",
+            )
+            .to_owned(),
+            (_, Some(cluster)) => tf(
+                "Its {count} running VMs will first be live-migrated to other hosts of cluster {cluster}, one at a time. If any of them has nowhere to go, the server refuses and nothing changes.",
+                &[("count", &n), ("cluster", cluster)],
+            ),
+            (_, None) => tf(
+                "Its {count} running VMs will first be live-migrated to other hosts of its cluster, one at a time. If any of them has nowhere to go, the server refuses and nothing changes.",
+                &[("count", &n)],
+            ),
+        }
     };
 
     view! {
-        <Dialog title=format!("Enter maintenance on {name}") on_close=close>
+        <Dialog title=tf("Enter maintenance on {host}", &[("host", &name)]) on_close=close>
             <form class="host-dialog-form" on:submit=submit>
                 <p>{plan}</p>
-                <p>"Stopped VMs stay on the host. No new VMs are placed on it until maintenance is cancelled."</p>
+                <p>{t("Stopped VMs stay on the host. No new VMs are placed on it until maintenance is cancelled.")}</p>
                 <FormError error />
                 <div class="dialog-actions">
                     <button type="button" class="button button-quiet" on:click=move |_| close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-primary" node_ref=confirm disabled=move || pending.get()>
-                        "Start maintenance"
+                        {t("Start maintenance")}
                     </button>
                 </div>
             </form>
@@ -253,7 +292,7 @@ fn RemoveDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
     let submit = move |event: SubmitEvent| {
         event.prevent_default();
         if typed.with(|typed| typed.trim() != expected) {
-            error.set(Some(format!("Host name: type \"{expected}\" exactly to confirm.")));
+            error.set(Some(tf("Host name: type \"{host}\" exactly to confirm.", &[("host", &expected)])));
             return;
         }
         pending.set(true);
@@ -269,7 +308,7 @@ fn RemoveDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
                 }
                 Some(Err(failure)) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                 }
                 None => {}
             }
@@ -278,16 +317,16 @@ fn RemoveDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
     };
 
     view! {
-        <Dialog title=format!("Remove host {name}") on_close=close>
+        <Dialog title=tf("Remove host {host}", &[("host", &name)]) on_close=close>
             <form class="host-dialog-form" on:submit=submit>
-                <p>{format!("{name} leaves the inventory for good.")}</p>
+                <p>{tf("{host} leaves the inventory for good.", &[("host", &name)])}</p>
                 <Show when=connected>
                     <p class="host-warning">
-                        "Its agent is still connected: the server only removes a host whose agent has been stopped."
+                        {t("Its agent is still connected: the server only removes a host whose agent has been stopped.")}
                     </p>
                 </Show>
                 <div class="field">
-                    <label for="remove-host-name">"Host name"</label>
+                    <label for="remove-host-name">{t("Host name")}</label>
                     <input
                         id="remove-host-name"
                         type="text"
@@ -298,16 +337,16 @@ fn RemoveDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
                         bind:value=typed
                     />
                     <span id="remove-host-name-hint" class="field-hint">
-                        {format!("Type {name} to confirm.")}
+                        {tf("Type {host} to confirm.", &[("host", &name)])}
                     </span>
                 </div>
                 <FormError error />
                 <div class="dialog-actions">
                     <button type="button" class="button button-quiet" on:click=move |_| close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-danger" disabled=move || pending.get()>
-                        "Remove permanently"
+                        {t("Remove permanently")}
                     </button>
                 </div>
             </form>
@@ -324,7 +363,7 @@ pub fn HostTags(host: Memo<Host>) -> impl IntoView {
     let chips = move || {
         let tags = tags.get();
         if tags.is_empty() {
-            view! { <span class="muted">"none"</span> }.into_any()
+            view! { <span class="muted">{t("none")}</span> }.into_any()
         } else {
             tags.into_iter().map(|tag| view! { <span class="tag">{tag}</span> }).collect_view().into_any()
         }
@@ -336,7 +375,7 @@ pub fn HostTags(host: Memo<Host>) -> impl IntoView {
                 .then(|| {
                     view! {
                         <button type="button" class="button button-small button-quiet" on:click=move |_| open.set(true)>
-                            "Edit tags"
+                            {t("Edit tags")}
                         </button>
                     }
                 })}
@@ -377,7 +416,7 @@ fn TagsDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
                 }
                 Some(Err(failure)) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                 }
                 None => {}
             }
@@ -386,10 +425,10 @@ fn TagsDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
     };
 
     view! {
-        <Dialog title=format!("Tags of {name}") on_close=close>
+        <Dialog title=tf("Tags of {host}", &[("host", &name)]) on_close=close>
             <form class="host-dialog-form" on:submit=submit>
                 <div class="field">
-                    <label for="host-tags">"Tags"</label>
+                    <label for="host-tags">{t("Tags")}</label>
                     <input
                         id="host-tags"
                         type="text"
@@ -401,17 +440,18 @@ fn TagsDialog(host: Memo<Host>, close: Callback<()>) -> impl IntoView {
                         bind:value=text
                     />
                     <span id="host-tags-hint" class="field-hint">
-                        "Separate tags with commas. Each tag is 1 to 64 characters without spaces. "
-                        "VMs of an offering with host tags are only placed on hosts that have all of them."
+                        {t(
+                            "Separate tags with commas. Each tag is 1 to 64 characters without spaces. VMs of an offering with host tags are only placed on hosts that have all of them.",
+                        )}
                     </span>
                 </div>
                 <FormError error />
                 <div class="dialog-actions">
                     <button type="button" class="button button-quiet" on:click=move |_| close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                        "Save tags"
+                        {t("Save tags")}
                     </button>
                 </div>
             </form>

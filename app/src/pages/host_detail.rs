@@ -8,11 +8,11 @@ use crate::api_client::{self, ClientError};
 use crate::components::badges::{AllocationBadge, ConnectionBadge, FlagBadge, PowerStateBadge, VmStateBadge};
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
-use crate::components::format::count;
 use crate::components::ha_state::HostHaCard;
 use crate::components::table::{DataTable, EmptyRow, UsageBar};
 use crate::components::time::RelativeTime;
 use crate::components::vm_power::VmPowerButtons;
+use crate::i18n::{server_text, t, tf};
 use crate::pages::host_actions::{HostActions, HostTags};
 use crate::pages::host_oobm::HostOobmPanel;
 use crate::session::Session;
@@ -33,8 +33,9 @@ pub fn HostDetailPage() -> impl IntoView {
     let fetched = LocalResource::new(move || {
         let text = host_id.get();
         async move {
-            let id =
-                text.parse::<HostId>().map_err(|_| ClientError::Invalid(format!("\"{text}\" is not a host id.")))?;
+            let id = text
+                .parse::<HostId>()
+                .map_err(|_| ClientError::Invalid(tf("\"{text}\" is not a host id.", &[("text", &text)])))?;
             let host = api_client::host(id).await;
             if let Err(error) = &host {
                 session.notice(error);
@@ -49,7 +50,7 @@ pub fn HostDetailPage() -> impl IntoView {
                 view! {
                     <header class="page-header">
                         <p class="breadcrumb">
-                            <a href="/hosts">"Hosts"</a>
+                            <a href="/hosts">{t("Hosts")}</a>
                         </p>
                     </header>
                     <Loading />
@@ -59,9 +60,9 @@ pub fn HostDetailPage() -> impl IntoView {
                     view! {
                         <header class="page-header">
                             <p class="breadcrumb">
-                                <a href="/hosts">"Hosts"</a>
+                                <a href="/hosts">{t("Hosts")}</a>
                             </p>
-                            <h1>"Host"</h1>
+                            <h1>{t("Host")}</h1>
                         </header>
                         <ErrorView
                             errors
@@ -95,7 +96,7 @@ fn HostView(fetched: Host) -> impl IntoView {
     view! {
         <header class="page-header">
             <p class="breadcrumb">
-                <a href="/hosts">"Hosts"</a>
+                <a href="/hosts">{t("Hosts")}</a>
                 <span aria-hidden="true">" / "</span>
                 {move || store.cluster_name(host.with(|host| host.cluster_id))}
             </p>
@@ -107,7 +108,7 @@ fn HostView(fetched: Host) -> impl IntoView {
                             <ConnectionBadge connection=host.connection />
                             <AllocationBadge allocation=host.allocation />
                             <span class="title-power">
-                                "Power " <PowerStateBadge power=host.power_state />
+                                {t("Power")} " " <PowerStateBadge power=host.power_state />
                             </span>
                         }
                     })
@@ -118,36 +119,36 @@ fn HostView(fetched: Host) -> impl IntoView {
 
         <MaintenancePanel host />
 
-        <section class="summary-grid" aria-label="Host summary">
+        <section class="summary-grid" aria-label=t("Host summary")>
             <div class="panel">
-                <h2>"Host"</h2>
+                <h2>{t("Host")}</h2>
                 <dl class="facts">
-                    <dt>"Address"</dt>
+                    <dt>{t("Address")}</dt>
                     <dd class="mono">{move || host.with(|host| host.address.clone())}</dd>
-                    <dt>"Hypervisor"</dt>
+                    <dt>{t("Hypervisor")}</dt>
                     <dd>
                         {move || {
                             host.with(|host| match host.hypervisor {
                                 HypervisorKind::Kvm => "KVM",
-                                HypervisorKind::Sim => "Simulated",
+                                HypervisorKind::Sim => t("Simulated"),
                             })
                         }}
                     </dd>
-                    <dt>"Cluster"</dt>
+                    <dt>{t("Cluster")}</dt>
                     <dd>{move || store.cluster_name(host.with(|host| host.cluster_id))}</dd>
-                    <dt>"Zone"</dt>
+                    <dt>{t("Zone")}</dt>
                     <dd>{move || store.zone_name(host.with(|host| host.zone_id))}</dd>
-                    <dt>"Connection"</dt>
+                    <dt>{t("Connection")}</dt>
                     <dd>
                         {move || {
                             host.with(|host| view! { <ConnectionBadge connection=host.connection /> })
                         }}
                     </dd>
-                    <dt>"Last heartbeat"</dt>
+                    <dt>{t("Last heartbeat")}</dt>
                     <dd>
                         <RelativeTime at=heartbeat />
                     </dd>
-                    <dt>"Tags"</dt>
+                    <dt>{t("Tags")}</dt>
                     <dd>
                         <HostTags host />
                     </dd>
@@ -155,13 +156,13 @@ fn HostView(fetched: Host) -> impl IntoView {
             </div>
 
             <div class="panel">
-                <h2>"Capacity"</h2>
+                <h2>{t("Capacity")}</h2>
                 {move || {
                     host.with(|host| {
                         let (running, total) = vm_counts.get();
                         view! {
                             <dl class="facts">
-                                <dt>"CPU"</dt>
+                                <dt>{t("CPU")}</dt>
                                 <dd class="usage-cell">
                                     <span class="usage-text">
                                         {format::mhz_of(host.allocated.cpu_mhz, host.capacity.cpu_mhz)}
@@ -171,7 +172,7 @@ fn HostView(fetched: Host) -> impl IntoView {
                                         total=u64::from(host.capacity.cpu_mhz)
                                     />
                                 </dd>
-                                <dt>"Cores"</dt>
+                                <dt>{t("Cores")}</dt>
                                 <dd>
                                     {format!(
                                         "{} / {}",
@@ -179,7 +180,7 @@ fn HostView(fetched: Host) -> impl IntoView {
                                         host.capacity.cpu_cores,
                                     )}
                                 </dd>
-                                <dt>"Memory"</dt>
+                                <dt>{t("Memory")}</dt>
                                 <dd class="usage-cell">
                                     <span class="usage-text">
                                         {format::memory_of(
@@ -192,8 +193,8 @@ fn HostView(fetched: Host) -> impl IntoView {
                                         total=host.capacity.memory_mb
                                     />
                                 </dd>
-                                <dt>"VMs"</dt>
-                                <dd>{format!("{running} running of {total}")}</dd>
+                                <dt>{t("VMs")}</dt>
+                                <dd>{tf("{running} running of {total}", &[("running", &running.to_string()), ("total", &total.to_string())])}</dd>
                             </dl>
                         }
                     })
@@ -201,7 +202,7 @@ fn HostView(fetched: Host) -> impl IntoView {
             </div>
 
             <div class="panel">
-                <h2>"Storage pools"</h2>
+                <h2>{t("Storage pools")}</h2>
                 <StoragePoolList host=host />
             </div>
         </section>
@@ -211,21 +212,21 @@ fn HostView(fetched: Host) -> impl IntoView {
         <HostOobmPanel host />
 
         <section class="section">
-            <DataTable label="Virtual machines on this host" caption=true>
+            <DataTable label=t("Virtual machines on this host") caption=true>
                 <thead>
                     <tr>
-                        <th scope="col">"Name"</th>
-                        <th scope="col">"State"</th>
-                        <th scope="col">"CPU"</th>
-                        <th scope="col">"Memory"</th>
-                        <th scope="col">"HA"</th>
-                        <th scope="col">"Updated"</th>
-                        <th scope="col" class="actions">"Actions"</th>
+                        <th scope="col">{t("Name")}</th>
+                        <th scope="col">{t("State")}</th>
+                        <th scope="col">{t("CPU")}</th>
+                        <th scope="col">{t("Memory")}</th>
+                        <th scope="col">{t("HA")}</th>
+                        <th scope="col">{t("Updated")}</th>
+                        <th scope="col" class="actions">{t("Actions")}</th>
                     </tr>
                 </thead>
                 <tbody>
                     <Show when=move || vm_counts.get().1 == 0>
-                        <EmptyRow columns=7 text="No virtual machines on this host." />
+                        <EmptyRow columns=7 text=t("No virtual machines on this host.") />
                     </Show>
                     <For
                         each=move || store.vm_ids(|vm| vm.host_id == Some(id))
@@ -244,7 +245,7 @@ fn StoragePoolList(host: Memo<Host>) -> impl IntoView {
     move || {
         let ids = host.with(|host| host.storage_pool_ids.clone());
         if ids.is_empty() {
-            return view! { <p class="muted">"No storage pools."</p> }.into_any();
+            return view! { <p class="muted">{t("No storage pools.")}</p> }.into_any();
         }
         let rows = store.storage_pools.with(|pools| {
             ids.iter()
@@ -253,7 +254,7 @@ fn StoragePoolList(host: Memo<Host>) -> impl IntoView {
                         let kind = match pool.kind {
                             StorageKind::Nfs => "NFS",
                             StorageKind::Iscsi => "iSCSI",
-                            StorageKind::Local => "local",
+                            StorageKind::Local => t("local"),
                         };
                         view! {
                             <li>
@@ -285,7 +286,7 @@ fn HostVmRow(id: VmId) -> impl IntoView {
                     <th scope="row">{vm.name.clone()}</th>
                     <td>
                         <VmStateBadge state=vm.state />
-                        {vm.state_reason.clone().map(|reason| view! { <span class="state-reason">{reason}</span> })}
+                        {vm.state_reason.clone().map(|reason| view! { <span class="state-reason">{server_text(&reason)}</span> })}
                     </td>
                     <td>{format::vcpus(vm.resources.cpu_cores, vm.resources.cpu_mhz)}</td>
                     <td>{format::memory(vm.resources.memory_mb)}</td>
@@ -327,19 +328,19 @@ fn MaintenancePanel(host: Memo<Host>) -> impl IntoView {
     move || {
         shown.get().then(|| {
             view! {
-                <section class="panel maintenance-panel" aria-label="Maintenance progress">
-                    <h2>{move || if finished.get() { "Maintenance" } else { "Entering maintenance" }}</h2>
+                <section class="panel maintenance-panel" aria-label=t("Maintenance progress")>
+                    <h2>{move || if finished.get() { t("Maintenance") } else { t("Entering maintenance") }}</h2>
                     <Show when=move || !finished.get()>
                         <div
                             class="maintenance-bar"
                             role="progressbar"
-                            aria-label="VMs moved"
+                            aria-label=t("VMs moved")
                             aria-valuemin="0"
                             aria-valuemax=move || numbers.get().1
                             aria-valuenow=move || numbers.get().0
                             aria-valuetext=move || {
                                 let (moved, total) = numbers.get();
-                                format!("{moved} of {total} VMs moved")
+                                tf("{moved} of {total} VMs moved", &[("moved", &moved.to_string()), ("total", &total.to_string())])
                             }
                         >
                             <span class="maintenance-fill" style:width=move || format!("{}%", percent())></span>
@@ -350,9 +351,9 @@ fn MaintenancePanel(host: Memo<Host>) -> impl IntoView {
                         let failed = failed.get();
                         (!failed.is_empty()).then(|| {
                             view! {
-                                <h3 class="maintenance-failures-title">"Could not move"</h3>
-                                <ul class="maintenance-failures" aria-label="VMs that could not be moved">
-                                    {failed.into_iter().map(|reason| view! { <li>{reason}</li> }).collect_view()}
+                                <h3 class="maintenance-failures-title">{t("Could not move")}</h3>
+                                <ul class="maintenance-failures" aria-label=t("VMs that could not be moved")>
+                                    {failed.into_iter().map(|reason| view! { <li>{server_text(&reason)}</li> }).collect_view()}
                                 </ul>
                             }
                         })
@@ -367,18 +368,27 @@ fn MaintenancePanel(host: Memo<Host>) -> impl IntoView {
 /// host now (the stopped ones are never moved).
 fn status_text(progress: &MaintenanceProgress, vms_left: usize) -> String {
     let MaintenanceProgress { total, moved, current, failed, finished } = progress;
+    let (moved, total) = (moved.to_string(), total.to_string());
     if !finished {
-        let now = current.as_ref().map(|vm| format!(". Moving {vm} now.")).unwrap_or_default();
-        return format!("{moved} of {total} VMs moved{now}");
+        return match current {
+            Some(vm) => tf(
+                "{moved} of {total} VMs moved. Moving {vm} now.",
+                &[("moved", &moved), ("total", &total), ("vm", vm)],
+            ),
+            None => tf("{moved} of {total} VMs moved", &[("moved", &moved), ("total", &total)]),
+        };
     }
     match (failed.len(), vms_left) {
-        (0, 0) => "In maintenance: no VMs left on this host".to_owned(),
-        (0, left) => format!(
-            "In maintenance: no running VMs left on this host; its {} stay here",
-            count(left, "stopped VM", "stopped VMs")
+        (0, 0) => t("In maintenance: no VMs left on this host").to_owned(),
+        (0, 1) => t("In maintenance: no running VMs left on this host; its 1 stopped VM stays here").to_owned(),
+        (0, left) => tf(
+            "In maintenance: no running VMs left on this host; its {count} stopped VMs stay here",
+            &[("count", &left.to_string())],
         ),
-        (failed, _) => {
-            format!("In maintenance, but {} could not be moved and still run on this host", count(failed, "VM", "VMs"))
-        }
+        (1, _) => t("In maintenance, but 1 VM could not be moved and still runs on this host").to_owned(),
+        (failed, _) => tf(
+            "In maintenance, but {count} VMs could not be moved and still run on this host",
+            &[("count", &failed.to_string())],
+        ),
     }
 }

@@ -9,6 +9,7 @@ use crate::components::format;
 use crate::components::ha_state::HostHaCell;
 use crate::components::table::{DataTable, EmptyRow, UsageBar};
 use crate::components::time::RelativeTime;
+use crate::i18n::{t, tf};
 use crate::store::Store;
 use api::HostId;
 use leptos::prelude::*;
@@ -19,11 +20,11 @@ pub fn HostsPage() -> impl IntoView {
     view! {
         <div class="page">
             <header class="page-header">
-                <h1>"Hosts"</h1>
+                <h1>{t("Hosts")}</h1>
                 <p class="page-summary">
                     {move || {
                         let (connected, total) = store.host_counts(|_| true);
-                        format!("{connected} of {total} connected")
+                        tf("{connected} of {total} connected", &[("connected", &connected.to_string()), ("total", &total.to_string())])
                     }}
                 </p>
             </header>
@@ -44,24 +45,24 @@ pub fn HostsPage() -> impl IntoView {
 fn HostTable() -> impl IntoView {
     let store = Store::expect();
     view! {
-        <DataTable label="Hosts">
+        <DataTable label=t("Hosts")>
             <thead>
                 <tr>
-                    <th scope="col">"Name"</th>
-                    <th scope="col">"Cluster"</th>
-                    <th scope="col">"State"</th>
-                    <th scope="col">"Allocation"</th>
-                    <th scope="col">"Power"</th>
-                    <th scope="col">"HA"</th>
-                    <th scope="col">"CPU"</th>
-                    <th scope="col">"Memory"</th>
-                    <th scope="col" class="num">"VMs"</th>
-                    <th scope="col">"Last heartbeat"</th>
+                    <th scope="col">{t("Name")}</th>
+                    <th scope="col">{t("Cluster")}</th>
+                    <th scope="col">{t("State")}</th>
+                    <th scope="col">{t("Allocation")}</th>
+                    <th scope="col">{t("Power")}</th>
+                    <th scope="col">{t("HA")}</th>
+                    <th scope="col">{t("CPU")}</th>
+                    <th scope="col">{t("Memory")}</th>
+                    <th scope="col" class="num">{t("VMs")}</th>
+                    <th scope="col">{t("Last heartbeat")}</th>
                 </tr>
             </thead>
             <tbody>
                 <Show when=move || store.hosts.with(|hosts| hosts.is_empty())>
-                    <EmptyRow columns=10 text="No hosts yet." />
+                    <EmptyRow columns=10 text=t("No hosts yet.") />
                 </Show>
                 <For each=move || store.host_ids(None) key=|id| *id children=|id| view! { <HostRow id /> } />
             </tbody>
@@ -97,7 +98,7 @@ fn HostRow(id: HostId) -> impl IntoView {
                             .map(|progress| {
                                 view! {
                                     <span class="maintenance-hint">
-                                        {format!("{}/{} moved", progress.moved, progress.total)}
+                                        {tf("{moved}/{total} moved", &[("moved", &progress.moved.to_string()), ("total", &progress.total.to_string())])}
                                     </span>
                                 }
                             })}

@@ -5,6 +5,7 @@
 
 use crate::components::badges::{AllocationBadge, ConnectionBadge, FlagBadge, VmStateBadge};
 use crate::components::error_view::{ErrorView, Loading};
+use crate::i18n::{t, tf};
 use crate::store::Store;
 use api::v1::AgentConnection;
 use api::{ClusterId, HostId, VmId, ZoneId};
@@ -16,7 +17,7 @@ pub fn InfrastructurePage() -> impl IntoView {
     view! {
         <div class="page">
             <header class="page-header">
-                <h1>"Infrastructure"</h1>
+                <h1>{t("Infrastructure")}</h1>
             </header>
             <Transition fallback=Loading>
                 <ErrorBoundary fallback=move |errors| {
@@ -30,11 +31,11 @@ pub fn InfrastructurePage() -> impl IntoView {
                                 view! {
                                     <Totals />
                                     <section class="panel tree-panel">
-                                        <h2>"Zones, clusters, hosts and VMs"</h2>
+                                        <h2>{t("Zones, clusters, hosts and VMs")}</h2>
                                         <Show
                                             when=move || !store.zones.with(|zones| zones.is_empty())
                                             fallback=|| {
-                                                view! { <p class="muted">"No zones yet."</p> }
+                                                view! { <p class="muted">{t("No zones yet.")}</p> }
                                             }
                                         >
                                             <ul class="tree">
@@ -65,16 +66,16 @@ fn Totals() -> impl IntoView {
         store.vm_counts(|vm| matches!(vm.state, api::v1::VmState::Error | api::v1::VmState::Unknown)).1
     });
     view! {
-        <section class="totals" aria-label="Pool totals">
+        <section class="totals" aria-label=t("Pool totals")>
             <div class="total">
                 <span class="total-value">{move || store.zones.with(|zones| zones.len())}</span>
-                <span class="total-label">"Zones"</span>
+                <span class="total-label">{t("Zones")}</span>
             </div>
             <div class="total">
                 <span class="total-value">
                     {move || store.clusters.with(|clusters| clusters.len())}
                 </span>
-                <span class="total-label">"Clusters"</span>
+                <span class="total-label">{t("Clusters")}</span>
             </div>
             <div class=move || {
                 let (connected, total) = hosts.get();
@@ -86,7 +87,7 @@ fn Totals() -> impl IntoView {
                         format!("{connected}/{total}")
                     }}
                 </span>
-                <span class="total-label">"Hosts connected"</span>
+                <span class="total-label">{t("Hosts connected")}</span>
             </div>
             <div class="total">
                 <span class="total-value">
@@ -95,13 +96,13 @@ fn Totals() -> impl IntoView {
                         format!("{running}/{total}")
                     }}
                 </span>
-                <span class="total-label">"VMs running"</span>
+                <span class="total-label">{t("VMs running")}</span>
             </div>
             <div class=move || {
                 if troubled_vms.get() > 0 { "total total-bad" } else { "total" }
             }>
                 <span class="total-value">{move || troubled_vms.get()}</span>
-                <span class="total-label">"VMs in error or unknown"</span>
+                <span class="total-label">{t("VMs in error or unknown")}</span>
             </div>
         </section>
     }
@@ -116,14 +117,14 @@ fn ZoneNode(id: ZoneId) -> impl IntoView {
         <li class="tree-node tree-zone">
             <details open>
                 <summary>
-                    <span class="tree-kind">"Zone"</span>
+                    <span class="tree-kind">{t("Zone")}</span>
                     {move || {
                         zone.get()
                             .map(|zone| {
                                 view! {
                                     <span class="tree-name">{zone.name}</span>
                                     <span class="tree-flags">
-                                        "HA " <FlagBadge on=zone.ha_enabled /> " OOBM "
+                                        {t("HA")} " " <FlagBadge on=zone.ha_enabled /> " " {t("OOBM")} " "
                                         <FlagBadge on=zone.oobm_enabled />
                                     </span>
                                 }
@@ -138,7 +139,7 @@ fn ZoneNode(id: ZoneId) -> impl IntoView {
                     />
                     <Show when=move || !unplaced().is_empty()>
                         <li class="tree-node tree-unplaced">
-                            <span class="tree-kind">"Not placed"</span>
+                            <span class="tree-kind">{t("Not placed")}</span>
                             <ul class="tree-vms">
                                 <For
                                     each=unplaced
@@ -163,21 +164,21 @@ fn ClusterNode(id: ClusterId) -> impl IntoView {
         <li class="tree-node tree-cluster">
             <details open>
                 <summary>
-                    <span class="tree-kind">"Cluster"</span>
+                    <span class="tree-kind">{t("Cluster")}</span>
                     {move || {
                         cluster.get()
                             .map(|cluster| {
                                 view! {
                                     <span class="tree-name">{cluster.name.clone()}</span>
                                     <span class="tree-flags">
-                                        "HA " <FlagBadge on=cluster.ha_enabled />
+                                        {t("HA")} " " <FlagBadge on=cluster.ha_enabled />
                                     </span>
                                     <a
                                         class="tree-link"
                                         href=format!("/clusters/{id}/ha")
-                                        aria-label=format!("HA plan of {}", cluster.name)
+                                        aria-label=tf("HA plan of {cluster}", &[("cluster", &cluster.name)])
                                     >
-                                        "HA plan"
+                                        {t("HA plan")}
                                     </a>
                                 }
                             })
@@ -185,7 +186,7 @@ fn ClusterNode(id: ClusterId) -> impl IntoView {
                     <span class="tree-count">
                         {move || {
                             let (connected, total) = hosts.get();
-                            format!("{connected}/{total} hosts connected")
+                            tf("{connected}/{total} hosts connected", &[("connected", &connected.to_string()), ("total", &total.to_string())])
                         }}
                     </span>
                 </summary>
@@ -210,7 +211,7 @@ fn HostNode(id: HostId) -> impl IntoView {
         <li class="tree-node tree-host">
             <details open>
                 <summary>
-                    <span class="tree-kind">"Host"</span>
+                    <span class="tree-kind">{t("Host")}</span>
                     {move || {
                         host.get()
                             .map(|host| {
@@ -230,7 +231,7 @@ fn HostNode(id: HostId) -> impl IntoView {
                     <span class="tree-count">
                         {move || {
                             let (running, total) = vm_counts.get();
-                            format!("{running}/{total} VMs running")
+                            tf("{running}/{total} VMs running", &[("running", &running.to_string()), ("total", &total.to_string())])
                         }}
                     </span>
                 </summary>

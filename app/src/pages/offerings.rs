@@ -9,12 +9,14 @@ use crate::components::error_view::{ErrorView, Loading};
 use crate::components::form::TextField;
 use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
+use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::v1::{ComputeOffering, CreateOfferingRequest, UpdateOfferingRequest};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos_router::components::A;
 
 /// The dialog open on this page, if any.
 #[derive(Clone, PartialEq)]
@@ -42,6 +44,14 @@ pub fn OfferingsPage() -> impl IntoView {
         }
         answer
     });
+    // A step of the HA setup wizard on its own: an offering whose VMs HA protects.
+    let ha_offering_link = session.may_untracked(Ability::ManageHa).is_ok().then(|| {
+        view! {
+            <A href="/ha/setup?step=6" attr:class="button">
+                {t("Create an HA offering…")}
+            </A>
+        }
+    });
     let open = RwSignal::new(None::<Open>);
     let close = Callback::new(move |()| open.set(None));
     let done = Callback::new(move |()| {
@@ -53,18 +63,19 @@ pub fn OfferingsPage() -> impl IntoView {
         <div class="page">
             <header class="page-header page-header-split">
                 <div>
-                    <h1>"Compute offerings"</h1>
-                    <p class="page-summary">"The sizes VMs are deployed with, and whether HA protects them."</p>
+                    <h1>{t("Compute offerings")}</h1>
+                    <p class="page-summary">{t("The sizes VMs are deployed with, and whether HA protects them.")}</p>
                 </div>
                 <div class="page-actions">
+                    {ha_offering_link}
                     {match permitted {
                         Ok(()) => view! {
                             <button type="button" class="button button-primary" on:click=move |_| open.set(Some(Open::New))>
-                                "New offering"
+                                {t("New offering")}
                             </button>
                         }
                         .into_any(),
-                        Err(reason) => view! { <WhyNot action="create or change offerings" reason /> }.into_any(),
+                        Err(reason) => view! { <WhyNot action=t("create or change offerings") reason /> }.into_any(),
                     }}
                 </div>
             </header>
@@ -108,7 +119,7 @@ fn OfferingTable(mut list: Vec<ComputeOffering>, can_manage: bool, open: RwSigna
         .into_iter()
         .map(|offering| {
             let tags = if offering.host_tags.is_empty() {
-                view! { <span class="muted">"any host"</span> }.into_any()
+                view! { <span class="muted">{t("any host")}</span> }.into_any()
             } else {
                 offering
                     .host_tags
@@ -126,18 +137,18 @@ fn OfferingTable(mut list: Vec<ComputeOffering>, can_manage: bool, open: RwSigna
                             <button
                                 type="button"
                                 class="button button-small"
-                                aria-label=format!("Edit {}", offering.name)
+                                aria-label=tf("Edit {offering}", &[("offering", &offering.name)])
                                 on:click=move |_| open.set(Some(Open::Edit(edit.clone())))
                             >
-                                "Edit"
+                                {t("Edit")}
                             </button>
                             <button
                                 type="button"
                                 class="button button-small button-danger"
-                                aria-label=format!("Delete {}", offering.name)
+                                aria-label=tf("Delete {offering}", &[("offering", &offering.name)])
                                 on:click=move |_| open.set(Some(Open::Delete(delete.clone())))
                             >
-                                "Delete"
+                                {t("Delete")}
                             </button>
                         </div>
                     </td>
@@ -150,7 +161,7 @@ fn OfferingTable(mut list: Vec<ComputeOffering>, can_manage: bool, open: RwSigna
                     <td>{format!("{} × {} MHz", offering.cpu_cores, offering.cpu_mhz)}</td>
                     <td>{format::memory(offering.memory_mb)}</td>
                     <td>{tags}</td>
-                    <td>{offering.offer_ha.then(|| view! { <span class="pill pill-on">"HA"</span> })}</td>
+                    <td>{offering.offer_ha.then(|| view! { <span class="pill pill-on">{t("HA")}</span> })}</td>
                     <td class="num">{move || vms_using(store, &counted)}</td>
                     {actions}
                 </tr>
@@ -159,21 +170,21 @@ fn OfferingTable(mut list: Vec<ComputeOffering>, can_manage: bool, open: RwSigna
         .collect::<Vec<_>>();
     let empty = rows.is_empty();
     view! {
-        <DataTable label="Compute offerings">
+        <DataTable label=t("Compute offerings")>
             <thead>
                 <tr>
-                    <th scope="col">"Name"</th>
-                    <th scope="col">"Description"</th>
-                    <th scope="col">"CPU"</th>
-                    <th scope="col">"Memory"</th>
-                    <th scope="col">"Host tags"</th>
-                    <th scope="col">"HA"</th>
-                    <th scope="col" class="num">"VMs"</th>
-                    {can_manage.then(|| view! { <th scope="col" class="actions">"Actions"</th> })}
+                    <th scope="col">{t("Name")}</th>
+                    <th scope="col">{t("Description")}</th>
+                    <th scope="col">{t("CPU")}</th>
+                    <th scope="col">{t("Memory")}</th>
+                    <th scope="col">{t("Host tags")}</th>
+                    <th scope="col">{t("HA")}</th>
+                    <th scope="col" class="num">{t("VMs")}</th>
+                    {can_manage.then(|| view! { <th scope="col" class="actions">{t("Actions")}</th> })}
                 </tr>
             </thead>
             <tbody>
-                {empty.then(|| view! { <EmptyRow columns text="No compute offerings yet." /> })} {rows}
+                {empty.then(|| view! { <EmptyRow columns text=t("No compute offerings yet.") /> })} {rows}
             </tbody>
         </DataTable>
     }
@@ -198,18 +209,18 @@ fn valid_tag(tag: &str) -> bool {
 fn offering_request(form: OfferingForm) -> Result<CreateOfferingRequest, String> {
     let name = form.name.trim().to_owned();
     if name.is_empty() || name.len() > 64 {
-        return Err("Name: give 1 to 64 characters.".to_owned());
+        return Err(t("Name: give 1 to 64 characters.").to_owned());
     }
-    let number = |text: &str, range: std::ops::RangeInclusive<u64>, message: &str| {
-        text.trim().parse::<u64>().ok().filter(|value| range.contains(value)).ok_or_else(|| message.to_owned())
+    let number = |text: &str, range: std::ops::RangeInclusive<u64>, message: &'static str| {
+        text.trim().parse::<u64>().ok().filter(|value| range.contains(value)).ok_or_else(|| t(message).to_owned())
     };
-    let cpu_cores = number(&form.cpu_cores, 1..=256, "CPU cores: give a whole number from 1 to 256.")?;
-    let cpu_mhz = number(&form.cpu_mhz, 100..=10_000, "CPU speed (MHz): give the speed of one core, 100 to 10000.")?;
-    let memory_mb = number(&form.memory_mb, 64..=4 * 1024 * 1024, "Memory (MB): give 64 to 4194304 megabytes.")?;
+    let cpu_cores = number(&form.cpu_cores, 1..=256, t("CPU cores: give a whole number from 1 to 256."))?;
+    let cpu_mhz = number(&form.cpu_mhz, 100..=10_000, t("CPU speed (MHz): give the speed of one core, 100 to 10000."))?;
+    let memory_mb = number(&form.memory_mb, 64..=4 * 1024 * 1024, t("Memory (MB): give 64 to 4194304 megabytes."))?;
     let mut host_tags: Vec<String> = Vec::new();
     for tag in form.host_tags.split(',').map(str::trim).filter(|tag| !tag.is_empty()) {
         if !valid_tag(tag) {
-            return Err(format!("Host tags: \"{tag}\" is not 1 to 64 letters, digits, '-', '_' or '.'."));
+            return Err(tf("Host tags: \"{tag}\" is not 1 to 64 letters, digits, '-', '_' or '.'.", &[("tag", tag)]));
         }
         if !host_tags.iter().any(|known| known == tag) {
             host_tags.push(tag.to_owned());
@@ -244,8 +255,9 @@ fn offering_changes(old: &ComputeOffering, new: CreateOfferingRequest) -> Update
 #[component]
 fn OfferingDialog(existing: Option<ComputeOffering>, on_close: Callback<()>, on_done: Callback<()>) -> impl IntoView {
     let session = Session::expect();
-    let title =
-        existing.as_ref().map_or_else(|| "New offering".to_owned(), |old| format!("Edit offering {}", old.name));
+    let title = existing
+        .as_ref()
+        .map_or_else(|| t("New offering").to_owned(), |old| tf("Edit offering {offering}", &[("offering", &old.name)]));
     let text = |pick: fn(&ComputeOffering) -> String, default: &str| {
         RwSignal::new(existing.as_ref().map_or_else(|| default.to_owned(), pick))
     };
@@ -258,7 +270,7 @@ fn OfferingDialog(existing: Option<ComputeOffering>, on_close: Callback<()>, on_
     let offer_ha = RwSignal::new(existing.as_ref().is_some_and(|old| old.offer_ha));
     let error = RwSignal::new(None::<String>);
     let pending = RwSignal::new(false);
-    let submit_label = if existing.is_some() { "Save changes" } else { "Create offering" };
+    let submit_label = if existing.is_some() { t("Save changes") } else { t("Create offering") };
 
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
@@ -297,7 +309,7 @@ fn OfferingDialog(existing: Option<ComputeOffering>, on_close: Callback<()>, on_
                 Ok(_) => on_done.run(()),
                 Err(failure) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                     pending.set(false);
                 }
             }
@@ -307,27 +319,27 @@ fn OfferingDialog(existing: Option<ComputeOffering>, on_close: Callback<()>, on_
     view! {
         <Dialog title on_close>
             <form class="dialog-form" on:submit=on_submit novalidate>
-                <TextField id="offering-name" label="Name" value=name autofocus=true />
-                <TextField id="offering-description" label="Description" value=description />
+                <TextField id="offering-name" label=t("Name") value=name autofocus=true />
+                <TextField id="offering-description" label=t("Description") value=description />
                 <div class="field-row">
-                    <TextField id="offering-cores" label="CPU cores" value=cpu_cores kind="number" />
-                    <TextField id="offering-mhz" label="CPU speed (MHz)" value=cpu_mhz kind="number" />
-                    <TextField id="offering-memory" label="Memory (MB)" value=memory_mb kind="number" />
+                    <TextField id="offering-cores" label=t("CPU cores") value=cpu_cores kind="number" />
+                    <TextField id="offering-mhz" label=t("CPU speed (MHz)") value=cpu_mhz kind="number" />
+                    <TextField id="offering-memory" label=t("Memory (MB)") value=memory_mb kind="number" />
                 </div>
-                <p class="field-hint">"CPU and memory can change only while no VM uses the offering."</p>
-                <TextField id="offering-tags" label="Host tags (comma separated)" value=host_tags placeholder="ssd, gpu" />
-                <p class="field-hint">"VMs of this offering go only to hosts that carry every tag."</p>
+                <p class="field-hint">{t("CPU and memory can change only while no VM uses the offering.")}</p>
+                <TextField id="offering-tags" label=t("Host tags (comma separated)") value=host_tags placeholder="ssd, gpu" />
+                <p class="field-hint">{t("VMs of this offering go only to hosts that carry every tag.")}</p>
                 <label class="checkbox">
                     <input type="checkbox" bind:checked=offer_ha />
-                    "Offer HA"
+                    {t("Offer HA")}
                 </label>
                 <FormError error=error />
                 <div class="dialog-actions">
                     <button type="button" class="button" on:click=move |_| on_close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                        {move || if pending.get() { "Saving…" } else { submit_label }}
+                        {move || if pending.get() { t("Saving…") } else { submit_label }}
                     </button>
                 </div>
             </form>
@@ -347,9 +359,15 @@ fn DeleteDialog(offering: ComputeOffering, on_close: Callback<()>, on_done: Call
     let usage = {
         let name = name.clone();
         move || match vms_using(store, &offering) {
-            0 => format!("No VM uses {name}. Deleting it cannot be undone."),
-            1 => format!("1 VM uses {name}: the server refuses to delete it while that VM exists."),
-            count => format!("{count} VMs use {name}: the server refuses to delete it while they exist."),
+            0 => tf("No VM uses {offering}. Deleting it cannot be undone.", &[("offering", &name)]),
+            1 => tf(
+                "1 VM uses {offering}: the server refuses to delete it while that VM exists.",
+                &[("offering", &name)],
+            ),
+            count => tf(
+                "{count} VMs use {offering}: the server refuses to delete it while they exist.",
+                &[("count", &count.to_string()), ("offering", &name)],
+            ),
         }
     };
     let delete = move |_| {
@@ -363,7 +381,7 @@ fn DeleteDialog(offering: ComputeOffering, on_close: Callback<()>, on_done: Call
                 Ok(()) => on_done.run(()),
                 Err(failure) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                     pending.set(false);
                 }
             }
@@ -371,15 +389,15 @@ fn DeleteDialog(offering: ComputeOffering, on_close: Callback<()>, on_done: Call
     };
 
     view! {
-        <Dialog title=format!("Delete {name}") on_close>
+        <Dialog title=tf("Delete {offering}", &[("offering", &name)]) on_close>
             <p>{usage}</p>
             <FormError error=error />
             <div class="dialog-actions">
                 <button type="button" class="button" autofocus on:click=move |_| on_close.run(())>
-                    "Cancel"
+                    {t("Cancel")}
                 </button>
                 <button type="button" class="button button-danger" disabled=move || pending.get() on:click=delete>
-                    {move || if pending.get() { "Deleting…" } else { "Delete offering" }}
+                    {move || if pending.get() { t("Deleting…") } else { t("Delete offering") }}
                 </button>
             </div>
         </Dialog>

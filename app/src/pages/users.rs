@@ -8,6 +8,7 @@ use crate::components::dialog::{Dialog, FormError, WhyNot};
 use crate::components::error_view::{ErrorView, Loading};
 use crate::components::format;
 use crate::components::table::{DataTable, EmptyRow};
+use crate::i18n::{server_text, t, tf};
 use crate::pages::account::{NewPasswordFields, ROLES, password_problem, role_name};
 use crate::session::{Ability, Session};
 use crate::store::Store;
@@ -21,7 +22,7 @@ fn username_problem(username: &str) -> Option<String> {
     let valid = !username.is_empty()
         && username.len() <= 64
         && username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    (!valid).then(|| "Username must be 1 to 64 letters, digits, '.', '_' or '-'.".to_owned())
+    (!valid).then(|| t("Username must be 1 to 64 letters, digits, '.', '_' or '-'.").to_owned())
 }
 
 /// The `<option>`s of a role select, showing the names people use, with `selected` chosen at first.
@@ -41,11 +42,11 @@ pub fn UsersPage() -> impl IntoView {
         Err(reason) => view! {
             <div class="page">
                 <header class="page-header">
-                    <h1>"Users"</h1>
+                    <h1>{t("Users")}</h1>
                 </header>
                 <div class="panel admin-denied">
-                    <p>"Only pool admins can manage users."</p>
-                    <WhyNot action="manage users" reason=reason />
+                    <p>{t("Only pool admins can manage users.")}</p>
+                    <WhyNot action=t("manage users") reason=reason />
                 </div>
             </div>
         }
@@ -90,9 +91,9 @@ fn UsersAdmin() -> impl IntoView {
     view! {
         <div class="page users-page">
             <header class="page-header title-row">
-                <h1>"Users"</h1>
+                <h1>{t("Users")}</h1>
                 <button type="button" class="button button-primary" on:click=move |_| creating.set(true)>
-                    "New user"
+                    {t("New user")}
                 </button>
             </header>
             <div role="status">
@@ -136,18 +137,18 @@ fn UserTable(
     resetting: RwSignal<Option<User>>,
 ) -> impl IntoView {
     view! {
-        <DataTable label="Users">
+        <DataTable label=t("Users")>
             <thead>
                 <tr>
-                    <th scope="col">"Username"</th>
-                    <th scope="col">"Role"</th>
-                    <th scope="col">"Status"</th>
-                    <th scope="col">"Created"</th>
-                    <th scope="col" class="actions">"Actions"</th>
+                    <th scope="col">{t("Username")}</th>
+                    <th scope="col">{t("Role")}</th>
+                    <th scope="col">{t("Status")}</th>
+                    <th scope="col">{t("Created")}</th>
+                    <th scope="col" class="actions">{t("Actions")}</th>
                 </tr>
             </thead>
             <tbody>
-                {list.is_empty().then(|| view! { <EmptyRow columns=5 text="No users." /> })}
+                {list.is_empty().then(|| view! { <EmptyRow columns=5 text=t("No users.") /> })}
                 {list
                     .into_iter()
                     .map(|user| {
@@ -183,9 +184,11 @@ fn UserRow(
             match api_client::update_user(id, &request).await {
                 Ok(updated) => {
                     let message = match request.role {
-                        Some(new_role) => format!("{} is now {}.", updated.username, role_name(new_role)),
-                        None if updated.disabled => format!("{} is disabled.", updated.username),
-                        None => format!("{} is enabled.", updated.username),
+                        Some(new_role) => {
+                            tf("{user} is now {role}.", &[("user", &updated.username), ("role", role_name(new_role))])
+                        }
+                        None if updated.disabled => tf("{user} is disabled.", &[("user", &updated.username)]),
+                        None => tf("{user} is enabled.", &[("user", &updated.username)]),
                     };
                     changed.run((updated, message));
                 }
@@ -205,29 +208,32 @@ fn UserRow(
     };
     let toggle = move |_| update(UpdateUserRequest { role: None, disabled: Some(!disabled) });
     let role_unchanged = move || role.with(|role| role == current_role.as_str());
-    let (status_word, status_text) = if disabled { ("disabled", "Disabled") } else { ("enabled", "Enabled") };
-    let (toggle_word, toggle_class) =
-        if disabled { ("Enable", "button button-small") } else { ("Disable", "button button-small button-danger") };
+    let (status_word, status_text) = if disabled { ("disabled", t("Disabled")) } else { ("enabled", t("Enabled")) };
+    let (toggle_word, toggle_label, toggle_class) = if disabled {
+        (t("Enable"), tf("Enable {user}", &[("user", &name)]), "button button-small")
+    } else {
+        (t("Disable"), tf("Disable {user}", &[("user", &name)]), "button button-small button-danger")
+    };
     let created_at = user.created_at;
 
     view! {
         <tr data-user=name.clone()>
             <th scope="row">
-                {name.clone()} {is_me.then(|| view! { <span class="muted">" (you)"</span> })}
+                {name.clone()} {is_me.then(|| view! { <span class="muted">" " {t("(you)")}</span> })}
             </th>
             <td>
                 <div class="role-edit">
-                    <select aria-label=format!("Role of {name}") bind:value=role disabled=move || pending.get()>
+                    <select aria-label=tf("Role of {user}", &[("user", &name)]) bind:value=role disabled=move || pending.get()>
                         {role_options(current_role)}
                     </select>
                     <button
                         type="button"
                         class="button button-small"
-                        aria-label=format!("Save role of {name}")
+                        aria-label=tf("Save role of {user}", &[("user", &name)])
                         disabled=move || pending.get() || role_unchanged()
                         on:click=save_role
                     >
-                        "Save role"
+                        {t("Save role")}
                     </button>
                 </div>
             </td>
@@ -242,7 +248,7 @@ fn UserRow(
                     <button
                         type="button"
                         class=toggle_class
-                        aria-label=format!("{toggle_word} {name}")
+                        aria-label=toggle_label
                         disabled=move || pending.get()
                         on:click=toggle
                     >
@@ -251,11 +257,11 @@ fn UserRow(
                     <button
                         type="button"
                         class="button button-small"
-                        aria-label=format!("Reset password for {name}")
+                        aria-label=tf("Reset password for {user}", &[("user", &name)])
                         disabled=move || pending.get()
                         on:click=move |_| resetting.set(Some(user.clone()))
                     >
-                        "Reset password"
+                        {t("Reset password")}
                     </button>
                 </div>
             </td>
@@ -280,14 +286,15 @@ fn NewUserDialog(#[prop(into)] on_close: Callback<()>, changed: Callback<(User, 
         }
         let name = username.get_untracked().trim().to_owned();
         let password_text = password.get_untracked();
-        let problem = username_problem(&name)
-            .or_else(|| password_problem("Password", &password_text, "Confirm password", &confirm.get_untracked()));
+        let problem = username_problem(&name).or_else(|| {
+            password_problem(t("Password"), &password_text, t("Confirm password"), &confirm.get_untracked())
+        });
         if let Some(problem) = problem {
             error.set(Some(problem));
             return;
         }
         let Some(chosen) = role.with_untracked(|role| Role::parse(role)) else {
-            error.set(Some("Role must be one of the four roles.".to_owned()));
+            error.set(Some(t("Role must be one of the four roles.").to_owned()));
             return;
         };
         error.set(None);
@@ -297,12 +304,15 @@ fn NewUserDialog(#[prop(into)] on_close: Callback<()>, changed: Callback<(User, 
             match api_client::create_user(&request).await {
                 Ok(user) => {
                     on_close.run(());
-                    let message = format!("{} was created as {}.", user.username, role_name(user.role));
+                    let message = tf(
+                        "{user} was created as {role}.",
+                        &[("user", &user.username), ("role", role_name(user.role))],
+                    );
                     changed.run((user, message));
                 }
                 Err(failure) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                     pending.set(false);
                 }
             }
@@ -310,10 +320,10 @@ fn NewUserDialog(#[prop(into)] on_close: Callback<()>, changed: Callback<(User, 
     };
 
     view! {
-        <Dialog title="New user" on_close=on_close>
+        <Dialog title=t("New user") on_close=on_close>
             <form class="admin-dialog-form" on:submit=on_submit novalidate>
                 <div class="field">
-                    <label for="new-user-username">"Username"</label>
+                    <label for="new-user-username">{t("Username")}</label>
                     <input
                         id="new-user-username"
                         type="text"
@@ -324,18 +334,18 @@ fn NewUserDialog(#[prop(into)] on_close: Callback<()>, changed: Callback<(User, 
                         bind:value=username
                     />
                     <span id="new-user-username-hint" class="field-hint">
-                        "1 to 64 letters, digits, '.', '_' or '-'."
+                        {t("1 to 64 letters, digits, '.', '_' or '-'.")}
                     </span>
                 </div>
                 <NewPasswordFields
                     id="new-user-password"
-                    label="Password"
-                    confirm_label="Confirm password"
+                    label=t("Password")
+                    confirm_label=t("Confirm password")
                     password
                     confirm
                 />
                 <div class="field">
-                    <label for="new-user-role">"Role"</label>
+                    <label for="new-user-role">{t("Role")}</label>
                     <select id="new-user-role" bind:value=role>
                         {role_options(Role::ReadOnly)}
                     </select>
@@ -343,10 +353,10 @@ fn NewUserDialog(#[prop(into)] on_close: Callback<()>, changed: Callback<(User, 
                 <FormError error=error />
                 <div class="dialog-actions">
                     <button type="button" class="button" on:click=move |_| on_close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                        "Create user"
+                        {t("Create user")}
                     </button>
                 </div>
             </form>
@@ -367,7 +377,7 @@ fn ResetPasswordDialog(
     let error = RwSignal::new(None::<String>);
     let pending = RwSignal::new(false);
     let id = user.id;
-    let title = format!("Reset password for {}", user.username);
+    let title = tf("Reset password for {user}", &[("user", &user.username)]);
 
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
@@ -376,7 +386,7 @@ fn ResetPasswordDialog(
         }
         let new_password = password.get_untracked();
         if let Some(problem) =
-            password_problem("New password", &new_password, "Confirm new password", &confirm.get_untracked())
+            password_problem(t("New password"), &new_password, t("Confirm new password"), &confirm.get_untracked())
         {
             error.set(Some(problem));
             return;
@@ -392,12 +402,13 @@ fn ResetPasswordDialog(
                 }
                 Ok(()) => {
                     on_close.run(());
-                    let message = format!("The password of {} was reset; their sessions have ended.", user.username);
+                    let message =
+                        tf("The password of {user} was reset; their sessions have ended.", &[("user", &user.username)]);
                     changed.run((user, message));
                 }
                 Err(failure) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                     pending.set(false);
                 }
             }
@@ -409,16 +420,17 @@ fn ResetPasswordDialog(
             <form class="admin-dialog-form" on:submit=on_submit novalidate>
                 <p class="dialog-note">
                     {if is_me {
-                        "This is your own account: resetting its password signs you out everywhere. \
-                         The Account page changes it without signing you out here."
+                        t(
+                            "This is your own account: resetting its password signs you out everywhere. The Account page changes it without signing you out here.",
+                        )
                     } else {
-                        "The user's sessions end; they sign in again with the new password."
+                        t("The user's sessions end; they sign in again with the new password.")
                     }}
                 </p>
                 <NewPasswordFields
                     id="reset-password"
-                    label="New password"
-                    confirm_label="Confirm new password"
+                    label=t("New password")
+                    confirm_label=t("Confirm new password")
                     password
                     confirm
                     autofocus=true
@@ -426,10 +438,10 @@ fn ResetPasswordDialog(
                 <FormError error=error />
                 <div class="dialog-actions">
                     <button type="button" class="button" on:click=move |_| on_close.run(())>
-                        "Cancel"
+                        {t("Cancel")}
                     </button>
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                        "Reset password"
+                        {t("Reset password")}
                     </button>
                 </div>
             </form>

@@ -6,9 +6,12 @@ use crate::components::error_view::{ErrorView, Loading};
 use crate::components::ha_switch::{HaSwitch, HaSwitchWhyNot, HaTarget};
 use crate::components::oobm_switch::{OobmSwitch, OobmSwitchWhyNot, OobmTarget};
 use crate::components::table::{DataTable, EmptyRow};
+use crate::i18n::{t, tf};
+use crate::session::{Ability, Session};
 use crate::store::Store;
 use api::ZoneId;
 use leptos::prelude::*;
+use leptos_router::components::A;
 
 #[component]
 pub fn ZonesPage() -> impl IntoView {
@@ -16,9 +19,9 @@ pub fn ZonesPage() -> impl IntoView {
     view! {
         <div class="page">
             <header class="page-header">
-                <h1>"Zones"</h1>
+                <h1>{t("Zones")}</h1>
                 <p class="page-summary">
-                    {move || format!("{} zones", store.zones.with(|zones| zones.len()))}
+                    {move || tf("{count} zones", &[("count", &store.zones.with(|zones| zones.len()).to_string())])}
                 </p>
                 <HaSwitchWhyNot />
                 <OobmSwitchWhyNot />
@@ -33,20 +36,21 @@ pub fn ZonesPage() -> impl IntoView {
                             .await
                             .map(|()| {
                                 view! {
-                                    <DataTable label="Zones">
+                                    <DataTable label=t("Zones")>
                                         <thead>
                                             <tr>
-                                                <th scope="col">"Name"</th>
-                                                <th scope="col">"HA"</th>
-                                                <th scope="col">"Out-of-band management"</th>
-                                                <th scope="col" class="num">"Clusters"</th>
-                                                <th scope="col" class="num">"Hosts connected"</th>
-                                                <th scope="col" class="num">"VMs running"</th>
+                                                <th scope="col">{t("Name")}</th>
+                                                <th scope="col">{t("HA")}</th>
+                                                <th scope="col">{t("Out-of-band management")}</th>
+                                                <th scope="col" class="num">{t("Clusters")}</th>
+                                                <th scope="col" class="num">{t("Hosts connected")}</th>
+                                                <th scope="col" class="num">{t("VMs running")}</th>
+                                                <th scope="col" class="actions">{t("Actions")}</th>
                                             </tr>
                                         </thead>
                                         <tbody>
                                             <Show when=move || store.zones.with(|zones| zones.is_empty())>
-                                                <EmptyRow columns=6 text="No zones yet." />
+                                                <EmptyRow columns=7 text=t("No zones yet.") />
                                             </Show>
                                             <For
                                                 each=move || store.zone_ids()
@@ -67,6 +71,8 @@ pub fn ZonesPage() -> impl IntoView {
 #[component]
 fn ZoneRow(id: ZoneId) -> impl IntoView {
     let store = Store::expect();
+    // Read once, untracked: see `crate::components::vm_power`.
+    let may_set_up_ha = Session::expect().may_untracked(Ability::ManageHa).is_ok();
     let zone = Memo::new(move |_| store.zone(id));
     move || {
         zone.get().map(|zone| {
@@ -77,18 +83,32 @@ fn ZoneRow(id: ZoneId) -> impl IntoView {
                 <tr>
                     <th scope="row">{zone.name.clone()}</th>
                     <td>
-                        <HaSwitch target=HaTarget::Zone(id) name=format!("zone {}", zone.name) on=Signal::stored(zone.ha_enabled) />
+                        <HaSwitch target=HaTarget::Zone(id) name=tf("zone {name}", &[("name", &zone.name)]) on=Signal::stored(zone.ha_enabled) />
                     </td>
                     <td>
                         <OobmSwitch
                             target=OobmTarget::Zone(id)
-                            name=format!("zone {}", zone.name)
+                            name=tf("zone {name}", &[("name", &zone.name)])
                             on=Signal::stored(zone.oobm_enabled)
                         />
                     </td>
                     <td class="num">{clusters}</td>
                     <td class="num">{format!("{connected}/{hosts}")}</td>
                     <td class="num">{format!("{running}/{vms}")}</td>
+                    <td class="actions">
+                        {may_set_up_ha
+                            .then(|| {
+                                view! {
+                                    <A
+                                        href=format!("/ha/setup?step=1&zone={id}")
+                                        attr:class="button button-small"
+                                        attr:aria-label=tf("HA setup for zone {zone}…", &[("zone", &zone.name)])
+                                    >
+                                        {t("HA setup…")}
+                                    </A>
+                                }
+                            })}
+                    </td>
                 </tr>
             }
         })
