@@ -64,6 +64,37 @@ pub struct Me {
     pub role: Role,
     /// When the current session token expires; the console refreshes before that.
     pub session_expires_at: DateTime<Utc>,
+    /// The console language the user chose (`PUT /account/language`); `null` when never chosen.
+    #[serde(default)]
+    pub language: Option<Language>,
+}
+
+/// A language of the console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    En,
+    Ko,
+}
+
+impl Language {
+    /// The tag stored and sent: `en`, `ko`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Ko => "ko",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Language> {
+        [Language::En, Language::Ko].into_iter().find(|language| language.as_str() == text)
+    }
+}
+
+/// `PUT /api/v1/account/language`: the signed-in user's console language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetLanguageRequest {
+    pub language: Language,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -337,6 +368,19 @@ mod tests {
             assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{}\"", role.as_str()));
         }
         assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn languages_use_their_tags_and_me_from_an_older_server_has_none() {
+        for language in [Language::En, Language::Ko] {
+            assert_eq!(Language::parse(language.as_str()), Some(language));
+            assert_eq!(serde_json::to_value(language).unwrap(), language.as_str());
+        }
+        assert_eq!(Language::parse("fr"), None);
+        assert!(serde_json::from_str::<SetLanguageRequest>(r#"{"language":"fr"}"#).is_err());
+        let me = serde_json::json!({"id": UserId::new_random(), "username": "u", "role": "read-only",
+            "session_expires_at": "2026-11-22T00:00:00Z"});
+        assert_eq!(serde_json::from_value::<Me>(me).unwrap().language, None);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Account management: pool admins create, disable, re-role and reset users; everyone changes their
-//! own password. Validation names the field that is wrong.
+//! own password and console language. Validation names the field that is wrong.
 
 use super::AppError;
 use super::auth::{hash_password, verify_password};
 use crate::db::{Db, UserRecord};
 use api::UserId;
-use api::v1::{CreateUserRequest, UpdateUserRequest, User};
+use api::v1::{CreateUserRequest, Language, UpdateUserRequest, User};
 
 pub const MIN_PASSWORD_LENGTH: usize = 10;
 
@@ -82,5 +82,13 @@ pub async fn change_own_password(
     }
     let hash = hash(new_password).await?;
     db.user_set_password(user.id, &hash).await?;
+    Ok(())
+}
+
+/// Remember the console language `user` chose, so it follows them to another browser.
+pub async fn set_own_language(db: &Db, user: &UserRecord, language: Language) -> Result<(), AppError> {
+    if !db.user_set_language(user.id, language).await? {
+        return Err(AppError::NotFound(format!("no user with id {}", user.id)));
+    }
     Ok(())
 }

@@ -1,8 +1,8 @@
-//! Accounts: users, their argon2id password hashes, roles and token versions.
+//! Accounts: users, their argon2id password hashes, roles, token versions and console languages.
 
 use super::*;
 use api::UserId;
-use api::v1::Role;
+use api::v1::{Language, Role};
 
 #[derive(Clone, Debug)]
 pub struct UserRecord {
@@ -151,6 +151,28 @@ impl Db {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let row = sqlx::query(&sql).bind(id.to_string()).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// The console language the user chose; `None` when never chosen (or the user is gone).
+    pub async fn user_language(&self, id: UserId) -> DbResult<Option<Language>> {
+        let row = sqlx::query("SELECT language FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let text: Option<String> = row.try_get("language")?;
+        text.map(|text| Language::parse(&text).ok_or_else(|| DbError::Corrupt(format!("language = {text:?}"))))
+            .transpose()
+    }
+
+    /// Remember the user's console language; false when there is no such user.
+    pub async fn user_set_language(&self, id: UserId, language: Language) -> DbResult<bool> {
+        let result = sqlx::query("UPDATE users SET language = $1 WHERE id = $2")
+            .bind(language.as_str())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     /// Invalidate every token issued to the user so far (logout, password change).

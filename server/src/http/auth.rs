@@ -1,4 +1,4 @@
-//! Sign in, sign out, refresh the session, and who am I.
+//! Sign in, sign out, refresh the session, who am I, and one's own password and console language.
 
 use super::audit::AuditActor;
 use super::extract::{ApiJson, Auth, ClientAddress, current_user};
@@ -7,7 +7,7 @@ use crate::app::auth::authenticate;
 use crate::app::permission::ViewInventory;
 use crate::db::UserRecord;
 use crate::state::AppState;
-use api::v1::{ChangePasswordRequest, LoginRequest, Me, SESSION_COOKIE};
+use api::v1::{ChangePasswordRequest, Language, LoginRequest, Me, SESSION_COOKIE, SetLanguageRequest};
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
@@ -23,14 +23,15 @@ fn session_cookie(state: &AppState, token: &str, max_age_seconds: i64) -> Header
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn me_answer(user: &UserRecord, session_expires_at: DateTime<Utc>) -> Me {
-    Me { id: user.id, username: user.username.clone(), role: user.role, session_expires_at }
+fn me_answer(user: &UserRecord, session_expires_at: DateTime<Utc>, language: Option<Language>) -> Me {
+    Me { id: user.id, username: user.username.clone(), role: user.role, session_expires_at, language }
 }
 
-fn signed_in(state: &AppState, user: &UserRecord) -> Result<Response, AppError> {
+async fn signed_in(state: &AppState, user: &UserRecord) -> Result<Response, AppError> {
     let (token, expires_at) = state.keys.issue(user, Utc::now())?;
     let cookie = session_cookie(state, &token, state.keys.ttl.num_seconds());
-    Ok(([(SET_COOKIE, cookie)], Json(me_answer(user, expires_at))).into_response())
+    let language = state.db.user_language(user.id).await?;
+    Ok(([(SET_COOKIE, cookie)], Json(me_answer(user, expires_at, language))).into_response())
 }
 
 /// Sign in. The claimed username goes to the audit log whatever the outcome.
@@ -67,7 +68,7 @@ async fn login_checked(state: &AppState, address: &str, request: LoginRequest) -
     };
     state.login_throttle.record_success(username);
     tracing::info!(username = %user.username, "signed in");
-    signed_in(state, &user)
+    signed_in(state, &user).await
 }
 
 /// Revokes the user's tokens (all of them: the token version moves on) and clears the cookie. Works
@@ -81,7 +82,7 @@ pub async fn logout(State(state): State<AppState>, parts: Parts) -> Result<Respo
 }
 
 pub async fn refresh(State(state): State<AppState>, auth: Auth<ViewInventory>) -> Result<Response, AppError> {
-    signed_in(&state, &auth.user)
+    signed_in(&state, &auth.user).await
 }
 
 /// Change one's own password; every session of the user ends, and this one gets a fresh token.
@@ -94,9 +95,20 @@ pub async fn change_password(
         .await?;
     let user = state.db.user_fetch(auth.user.id).await?.ok_or_else(|| AppError::NotFound("user vanished".into()))?;
     tracing::info!(username = %user.username, "password changed");
-    signed_in(&state, &user)
+    signed_in(&state, &user).await
 }
 
-pub async fn me(auth: Auth<ViewInventory>) -> Json<Me> {
-    Json(me_answer(&auth.user, auth.session_expires_at))
+pub async fn me(State(state): State<AppState>, auth: Auth<ViewInventory>) -> Result<Json<Me>, AppError> {
+    let language = state.db.user_language(auth.user.id).await?;
+    Ok(Json(me_answer(&auth.user, auth.session_expires_at, language)))
+}
+
+/// Remember one's own console language (every signed-in role may).
+pub async fn set_language(
+    State(state): State<AppState>,
+    auth: Auth<ViewInventory>,
+    ApiJson(request): ApiJson<SetLanguageRequest>,
+) -> Result<StatusCode, AppError> {
+    crate::app::users::set_own_language(&state.db, &auth.user, request.language).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

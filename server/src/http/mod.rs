@@ -87,6 +87,7 @@ pub fn api_routes() -> RouteTable {
         .post("/auth/refresh", auth::refresh)
         .post("/auth/password", auth::change_password)
         .get("/auth/me", auth::me)
+        .put("/account/language", auth::set_language)
         .get("/users", users::list)
         .post("/users", users::create)
         .patch("/users/{id}", users::update)

@@ -207,6 +207,8 @@ const MATRIX: &[(&str, [u16; 5], &str)] = &[
         r#"{"current_password":"not-it-at-all","new_password":"a-new-password-1"}"#,
     ),
     ("GET /auth/me", [401, 200, 200, 200, 200], ""),
+    // Everyone signed in chooses their own console language.
+    ("PUT /account/language", [401, 204, 204, 204, 204], r#"{"language":"ko"}"#),
     ("GET /users", [401, 403, 403, 403, 200], ""),
     (
         "POST /users",
