@@ -2,9 +2,14 @@
 //!
 //! The session itself is an HttpOnly cookie the console cannot read; this state is only the console's
 //! belief about it. Any 401 from the server corrects that belief (see [`Session::notice`]).
+//!
+//! The console language chosen on the account comes with `Me`: it is put in force on sign-in, and
+//! whenever it changed on the account (from another browser); [`Session::choose_language`] switches
+//! and remembers a new choice.
 
 use crate::api_client::{self, ClientError};
-use api::v1::{Me, Role};
+use crate::i18n::{I18n, Lang, server_text, t, tf};
+use api::v1::{Language, Me, Role};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -67,38 +72,78 @@ impl Ability {
         }
     }
 
-    /// Who may, in words, for "why can't I?" texts.
+    /// Who may, in words (translated), for "why can't I?" texts.
     fn who(self) -> &'static str {
         match self {
-            Ability::OperateVms | Ability::AcknowledgeAlerts => "VM operators, pool operators and pool admins",
+            Ability::OperateVms | Ability::AcknowledgeAlerts => t("VM operators, pool operators and pool admins"),
             Ability::ManagePool | Ability::ManageHa | Ability::OverrideOvercommit | Ability::ReadAudit => {
-                "pool operators and pool admins"
+                t("pool operators and pool admins")
             }
-            Ability::AdministerPool => "pool admins",
+            Ability::AdministerPool => t("pool admins"),
         }
     }
 
+    /// What the ability is, in words (translated).
     fn what(self) -> &'static str {
         match self {
-            Ability::OperateVms => "operate VMs",
-            Ability::AcknowledgeAlerts => "acknowledge alerts",
-            Ability::ManagePool => "change the pool's hosts, offerings and placement",
-            Ability::ManageHa => "change HA settings",
-            Ability::OverrideOvercommit => "proceed past an overcommit warning or lower the host failure limit",
-            Ability::ReadAudit => "read the audit log",
-            Ability::AdministerPool => "manage users",
+            Ability::OperateVms => t("operate VMs"),
+            Ability::AcknowledgeAlerts => t("acknowledge alerts"),
+            Ability::ManagePool => t("change the pool's hosts, offerings and placement"),
+            Ability::ManageHa => t("change HA settings"),
+            Ability::OverrideOvercommit => t("proceed past an overcommit warning or lower the host failure limit"),
+            Ability::ReadAudit => t("read the audit log"),
+            Ability::AdministerPool => t("manage users"),
         }
     }
+
+    /// Why `role` may not: "Your role (read-only) cannot operate VMs; only … can."
+    fn refusal(self, role: Role) -> String {
+        tf(
+            "Your role ({role}) cannot {what}; only {who} can.",
+            &[("role", crate::pages::account::role_name(role)), ("what", self.what()), ("who", self.who())],
+        )
+    }
+}
+
+/// The account's language as the console's.
+pub fn lang_of(language: Language) -> Lang {
+    match language {
+        Language::En => Lang::En,
+        Language::Ko => Lang::Ko,
+    }
+}
+
+/// The console's language as the account's.
+pub fn language_of(lang: Lang) -> Language {
+    match lang {
+        Lang::En => Language::En,
+        Lang::Ko => Language::Ko,
+    }
+}
+
+/// The language to put in force when `Me` arrives: the account's, on a fresh sign-in or when it changed
+/// on the account since the console last heard (another browser); otherwise the console keeps what it
+/// shows (a periodic refresh must not undo a choice the server failed to save).
+fn language_to_apply(fresh_sign_in: bool, known: Option<Language>, arrived: Option<Language>) -> Option<Lang> {
+    let arrived = arrived?;
+    (fresh_sign_in || known != Some(arrived)).then(|| lang_of(arrived))
 }
 
 #[derive(Clone, Copy)]
 pub struct Session {
     state: RwSignal<SessionState>,
     phase: Memo<SessionPhase>,
+    i18n: I18n,
+    /// The language the account is known to have: from the last `Me`, or the last choice it saved.
+    account_language: StoredValue<Option<Language>>,
+    /// Why the last language choice could not be saved on the account; the signed-in frame shows it
+    /// as the store's problem (the frame is rebuilt by the switch, so it cannot be handed over directly).
+    language_problem: RwSignal<Option<String>>,
 }
 
 impl Session {
     /// Creates the session context for the whole console and starts asking the server who we are.
+    /// Needs the [`I18n`] context.
     pub fn provide() -> Session {
         let state = RwSignal::new(SessionState::Checking);
         let phase = Memo::new(move |_| {
@@ -109,7 +154,13 @@ impl Session {
                 SessionState::Unreachable(_) => SessionPhase::Unreachable,
             })
         });
-        let session = Session { state, phase };
+        let session = Session {
+            state,
+            phase,
+            i18n: I18n::expect(),
+            account_language: StoredValue::new(None),
+            language_problem: RwSignal::new(None),
+        };
         provide_context(session);
         session.check();
         session
@@ -123,12 +174,11 @@ impl Session {
     pub fn check(self) {
         self.state.set(SessionState::Checking);
         spawn_local(async move {
-            let state = match api_client::me().await {
-                Ok(me) => SessionState::SignedIn(me),
-                Err(error) if error.is_unauthorized() => SessionState::SignedOut { return_here: true },
-                Err(error) => SessionState::Unreachable(error.to_string()),
-            };
-            self.state.set(state);
+            match api_client::me().await {
+                Ok(me) => self.signed_in(me),
+                Err(error) if error.is_unauthorized() => self.state.set(SessionState::SignedOut { return_here: true }),
+                Err(error) => self.state.set(SessionState::Unreachable(server_text(&error.to_string()))),
+            }
         });
     }
 
@@ -174,20 +224,60 @@ impl Session {
         });
         match role {
             Some(role) if ability.allows(role) => Ok(()),
-            Some(role) => {
-                Err(format!("Your role ({}) cannot {}; only {} can.", role.as_str(), ability.what(), ability.who()))
-            }
-            None => Err("Sign in first.".to_owned()),
+            Some(role) => Err(ability.refusal(role)),
+            None => Err(t("Sign in first.").to_owned()),
         }
     }
 
+    /// `me` arrived (sign-in, start-up, refresh, password change): keeps it, and puts the account's
+    /// language in force on a fresh sign-in or when it changed on the account.
     pub fn signed_in(self, me: Me) {
+        let fresh = self.phase.get_untracked() != SessionPhase::SignedIn;
+        if fresh {
+            self.language_problem.set(None);
+        }
+        let apply = language_to_apply(fresh, self.account_language.get_value(), me.language);
+        self.account_language.set_value(me.language);
         self.state.set(SessionState::SignedIn(me));
+        if let Some(lang) = apply {
+            self.i18n.apply(lang);
+        }
     }
 
     /// The person chose to sign out: the login page then starts afresh.
     pub fn signed_out(self) {
+        self.language_problem.set(None);
         self.state.set(SessionState::SignedOut { return_here: false });
+    }
+
+    /// The person chose `lang` (language menu): the console switches at once and remembers it in this
+    /// browser and, when someone is signed in, on their account. A failure to save it on the account
+    /// shows as [`Session::language_problem`].
+    pub fn choose_language(self, lang: Lang) {
+        self.language_problem.set(None);
+        self.i18n.set(lang);
+        if self.phase.get_untracked() != SessionPhase::SignedIn {
+            return;
+        }
+        let language = language_of(lang);
+        spawn_local(async move {
+            match api_client::set_language(language).await {
+                Ok(()) => self.account_language.set_value(Some(language)),
+                Err(error) => {
+                    self.notice(&error);
+                    let problem = tf(
+                        "Your language could not be saved on your account: {error}",
+                        &[("error", &server_text(&error.to_string()))],
+                    );
+                    self.language_problem.set(Some(problem));
+                }
+            }
+        });
+    }
+
+    /// Why the last language choice could not be saved on the account (tracked).
+    pub fn language_problem(self) -> Option<String> {
+        self.language_problem.get()
     }
 
     /// Whether the login page should return to the current page after the next sign-in.
@@ -211,5 +301,38 @@ impl Session {
                 Err(error) => self.notice(&error),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_convert_both_ways() {
+        for lang in Lang::ALL {
+            assert_eq!(lang_of(language_of(lang)), lang);
+            assert_eq!(language_of(lang).as_str(), lang.tag());
+        }
+    }
+
+    #[test]
+    fn the_account_language_applies_on_sign_in_and_when_it_changed() {
+        use Language::{En, Ko};
+        assert_eq!(language_to_apply(true, None, Some(Ko)), Some(Lang::Ko));
+        assert_eq!(language_to_apply(true, Some(Ko), Some(Ko)), Some(Lang::Ko), "a fresh sign-in always applies");
+        assert_eq!(language_to_apply(true, Some(Ko), None), None, "never chosen: the browser's stays");
+        assert_eq!(language_to_apply(false, Some(Ko), Some(Ko)), None, "a refresh keeps what is shown");
+        assert_eq!(language_to_apply(false, Some(Ko), Some(En)), Some(Lang::En), "changed in another browser");
+        assert_eq!(language_to_apply(false, None, None), None);
+    }
+
+    #[test]
+    fn refusals_name_the_role_the_ability_and_who_may() {
+        assert_eq!(
+            Ability::OperateVms.refusal(Role::ReadOnly),
+            "Your role (read-only) cannot operate VMs; only VM operators, pool operators and pool admins can."
+        );
+        assert!(Ability::AdministerPool.allows(Role::PoolAdmin) && !Ability::AdministerPool.allows(Role::PoolOperator));
     }
 }

@@ -1,13 +1,16 @@
 //! The signed-in frame around every page: left navigation (with the number of open alerts), top bar
-//! with the user and "Sign out", the one overcommit warning dialog of the console, and the gate that
-//! sends a person who is not signed in to the login page (and back afterwards).
+//! with the language menu, the user and "Sign out", the one overcommit warning dialog of the console,
+//! and the gate that sends a person who is not signed in to the login page (and back afterwards).
+//! [`LanguageSelect`] (the language menu) is also on the login and account pages.
 //!
 //! The live store, the event stream, the one-second clock and the session refresh all live exactly as
 //! long as this frame: signing out tears them down, signing in builds them afresh.
 
 use crate::api_client;
 use crate::components::admission::OvercommitWarning;
+use crate::i18n::{I18n, Lang, t};
 use crate::live::LiveEvents;
+use crate::pages::account::role_name;
 use crate::pages::alerts::AlertsNavLink;
 use crate::session::{Ability, REFRESH_EVERY, Session, SessionPhase};
 use crate::store::{LiveStatus, Store};
@@ -52,10 +55,10 @@ pub fn Shell() -> impl IntoView {
         SessionPhase::Unreachable => view! {
             <main class="boot">
                 <div class="error-panel" role="alert">
-                    <p class="error-title">"The management server cannot be reached"</p>
+                    <p class="error-title">{t("The management server cannot be reached")}</p>
                     <p>{move || session.unreachable_reason()}</p>
                     <button type="button" class="button" on:click=move |_| session.check()>
-                        "Try again"
+                        {t("Try again")}
                     </button>
                 </div>
             </main>
@@ -63,7 +66,7 @@ pub fn Shell() -> impl IntoView {
         .into_any(),
         SessionPhase::Checking | SessionPhase::SignedOut => view! {
             <main class="boot">
-                <p class="loading">"Loading…"</p>
+                <p class="loading">{t("Loading…")}</p>
             </main>
         }
         .into_any(),
@@ -88,6 +91,14 @@ fn SignedInFrame() -> impl IntoView {
         }
     });
 
+    // A language choice the account could not keep: shown like any other problem, also by the frame
+    // the switch built afresh.
+    Effect::new(move || {
+        if let Some(problem) = session.language_problem() {
+            store.problem.set(Some(problem));
+        }
+    });
+
     let sign_out = move |_| {
         spawn_local(async move {
             // Whatever the server says, the person wants out: leave the signed-in area regardless (the
@@ -104,42 +115,41 @@ fn SignedInFrame() -> impl IntoView {
                     <span class="brand-mark" aria-hidden="true"></span>
                     <span class="brand-name">"Parapet"</span>
                 </a>
-                <nav class="nav" aria-label="Main">
+                <nav class="nav" aria-label=t("Main")>
                     <A href="/" exact=true>
-                        "Infrastructure"
+                        {t("Infrastructure")}
                     </A>
-                    <A href="/zones">"Zones"</A>
-                    <A href="/clusters">"Clusters"</A>
-                    <A href="/hosts">"Hosts"</A>
-                    <A href="/vms">"VMs"</A>
-                    <A href="/offerings">"Offerings"</A>
+                    <A href="/zones">{t("Zones")}</A>
+                    <A href="/clusters">{t("Clusters")}</A>
+                    <A href="/hosts">{t("Hosts")}</A>
+                    <A href="/vms">{t("VMs")}</A>
+                    <A href="/offerings">{t("Offerings")}</A>
                     <AlertsNavLink />
-                    <A href="/ha/incidents">"HA incidents"</A>
+                    <A href="/ha/incidents">{t("HA incidents")}</A>
                     {session
                         .may_untracked(Ability::ReadAudit)
                         .is_ok()
-                        .then(|| view! { <A href="/audit">"Audit log"</A> })}
+                        .then(|| view! { <A href="/audit">{t("Audit log")}</A> })}
                     {session
                         .may_untracked(Ability::AdministerPool)
                         .is_ok()
-                        .then(|| view! { <A href="/users">"Users"</A> })}
+                        .then(|| view! { <A href="/users">{t("Users")}</A> })}
                     {session
                         .may_untracked(Ability::AdministerPool)
                         .is_ok()
-                        .then(|| view! { <A href="/settings/email">"Email settings"</A> })}
+                        .then(|| view! { <A href="/settings/email">{t("Email settings")}</A> })}
                 </nav>
             </aside>
             <header class="topbar">
                 <LiveIndicator />
                 <div class="topbar-user">
-                    <A href="/account" attr:class="user-name" attr:title="Your account and password">
+                    <LanguageSelect id="topbar-language" compact=true />
+                    <A href="/account" attr:class="user-name" attr:title=t("Your account and password")>
                         {move || session.username()}
                     </A>
-                    <span class="user-role">
-                        {move || session.role().map(|role| role.as_str())}
-                    </span>
+                    <span class="user-role">{move || session.role().map(role_name)}</span>
                     <button type="button" class="button button-quiet" on:click=sign_out>
-                        "Sign out"
+                        {t("Sign out")}
                     </button>
                 </div>
             </header>
@@ -155,7 +165,7 @@ fn SignedInFrame() -> impl IntoView {
                                     <button
                                         type="button"
                                         class="button button-quiet"
-                                        aria-label="Dismiss"
+                                        aria-label=t("Dismiss")
                                         on:click=move |_| store.problem.set(None)
                                     >
                                         "×"
@@ -176,17 +186,55 @@ fn SignedInFrame() -> impl IntoView {
 fn LiveIndicator() -> impl IntoView {
     let store = Store::expect();
     let word = move || match store.live.get() {
-        LiveStatus::Connecting => ("connecting", "Connecting…"),
-        LiveStatus::Live => ("live", "Live"),
-        LiveStatus::Reconnecting => ("reconnecting", "Reconnecting…"),
+        LiveStatus::Connecting => ("connecting", t("Connecting…")),
+        LiveStatus::Live => ("live", t("Live")),
+        LiveStatus::Reconnecting => ("reconnecting", t("Reconnecting…")),
     };
     view! {
         <span
             class=move || format!("live live-{}", word().0)
-            title="Whether changes on the server show up here as they happen"
+            title=t("Whether changes on the server show up here as they happen")
         >
             <span class="live-dot" aria-hidden="true"></span>
             {move || word().1}
         </span>
+    }
+}
+
+/// The language menu: a `<select>` labelled "Language", each language in its own name. Choosing one
+/// switches the console (which re-renders) and, when someone is signed in, remembers it on the account
+/// (see [`Session::choose_language`]). `compact` hides the label visually (the top bar); screen readers
+/// still read it.
+#[component]
+pub fn LanguageSelect(id: &'static str, #[prop(optional)] compact: bool) -> impl IntoView {
+    let session = Session::expect();
+    // The whole console is rebuilt when the language changes, so the one in force now is all we show.
+    let current = untrack(|| I18n::expect().lang());
+    let options = Lang::ALL
+        .into_iter()
+        .map(|lang| {
+            view! {
+                <option value=lang.tag() lang=lang.tag() selected=lang == current>
+                    {lang.native_name()}
+                </option>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class=if compact { "language-select" } else { "field language-select" }>
+            <label for=id class:visually-hidden=compact>
+                {t("Language")}
+            </label>
+            <select
+                id=id
+                on:change:target=move |event| {
+                    if let Some(lang) = Lang::from_tag(&event.target().value()) {
+                        session.choose_language(lang);
+                    }
+                }
+            >
+                {options}
+            </select>
+        </div>
     }
 }

@@ -1,11 +1,13 @@
-//! The signed-in person's own account: their username, their role and what it may do, and a form to
-//! change their password. A successful change ends every other session of the account; this one gets a
-//! fresh session from the server's answer.
+//! The signed-in person's own account: their username, their role and what it may do, the console
+//! language (kept on the account), and a form to change their password. A successful change ends every
+//! other session of the account; this one gets a fresh session from the server's answer.
 //!
 //! The role names and the password rule live here too, because the users page shows the same ones.
 
 use crate::api_client;
 use crate::components::dialog::FormError;
+use crate::components::layout::LanguageSelect;
+use crate::i18n::{server_text, t, tf};
 use crate::session::Session;
 use api::v1::{ChangePasswordRequest, Role};
 use leptos::ev::SubmitEvent;
@@ -21,13 +23,13 @@ const MIN_PASSWORD_LENGTH: usize = 10;
 /// The server's other limit on passwords, in bytes of UTF-8.
 const MAX_PASSWORD_BYTES: usize = 1024;
 
-/// The role as people say it ("pool admin"), not its wire name ("pool-admin").
+/// The role as people say it ("pool admin"), not its wire name ("pool-admin"); translated.
 pub(crate) fn role_name(role: Role) -> &'static str {
     match role {
-        Role::PoolAdmin => "pool admin",
-        Role::PoolOperator => "pool operator",
-        Role::VmOperator => "VM operator",
-        Role::ReadOnly => "read-only",
+        Role::PoolAdmin => t("pool admin"),
+        Role::PoolOperator => t("pool operator"),
+        Role::VmOperator => t("VM operator"),
+        Role::ReadOnly => t("read-only"),
     }
 }
 
@@ -35,27 +37,29 @@ pub(crate) fn role_name(role: Role) -> &'static str {
 fn role_duty(role: Role) -> &'static str {
     match role {
         Role::PoolAdmin => {
-            "Everything: users and roles, hosts, offerings, HA settings, migration and VMs, and the audit log."
+            t("Everything: users and roles, hosts, offerings, HA settings, migration and VMs, and the audit log.")
         }
-        Role::PoolOperator => {
-            "Runs the pool: hosts and maintenance, offerings, HA settings, migration and VMs, and reads the audit \
-             log; cannot manage users."
-        }
+        Role::PoolOperator => t(
+            "Runs the pool: hosts and maintenance, offerings, HA settings, migration and VMs, and reads the audit log; cannot manage users.",
+        ),
         Role::VmOperator => {
-            "Starts, stops and restarts VMs and deploys new ones where placement chooses; sees the whole pool."
+            t("Starts, stops and restarts VMs and deploys new ones where placement chooses; sees the whole pool.")
         }
-        Role::ReadOnly => "Sees the whole pool but cannot change anything.",
+        Role::ReadOnly => t("Sees the whole pool but cannot change anything."),
     }
 }
 
 /// Why a new password would be refused, naming the field, or `None` when the server will take it.
+/// Translated; the field names are the caller's (translated) labels.
 pub(crate) fn password_problem(field: &str, password: &str, confirm_field: &str, confirm: &str) -> Option<String> {
     if password.chars().count() < MIN_PASSWORD_LENGTH {
-        Some(format!("{field} must be at least {MIN_PASSWORD_LENGTH} characters."))
+        let min = MIN_PASSWORD_LENGTH.to_string();
+        Some(tf("{field} must be at least {min} characters.", &[("field", field), ("min", &min)]))
     } else if password.len() > MAX_PASSWORD_BYTES {
-        Some(format!("{field} must be at most {MAX_PASSWORD_BYTES} bytes."))
+        let max = MAX_PASSWORD_BYTES.to_string();
+        Some(tf("{field} must be at most {max} bytes.", &[("field", field), ("max", &max)]))
     } else if password != confirm {
-        Some(format!("{confirm_field} does not match {field}."))
+        Some(tf("{confirm_field} does not match {field}.", &[("confirm_field", confirm_field), ("field", field)]))
     } else {
         None
     }
@@ -70,13 +74,13 @@ pub fn AccountPage() -> impl IntoView {
     view! {
         <div class="page account-page">
             <header class="page-header">
-                <h1>"Your account"</h1>
+                <h1>{t("Your account")}</h1>
             </header>
-            <section class="panel account-panel" aria-label="Account">
+            <section class="panel account-panel" aria-label=t("Account")>
                 <dl class="facts">
-                    <dt>"Username"</dt>
+                    <dt>{t("Username")}</dt>
                     <dd class="account-username">{username}</dd>
-                    <dt>"Role"</dt>
+                    <dt>{t("Role")}</dt>
                     <dd>
                         {role
                             .map(|role| {
@@ -87,6 +91,15 @@ pub fn AccountPage() -> impl IntoView {
                             })}
                     </dd>
                 </dl>
+            </section>
+            <section class="panel account-language" aria-labelledby="account-language-heading">
+                <h2 id="account-language-heading">{t("Console language")}</h2>
+                <p class="field-hint account-note">
+                    {t("Kept on your account: the console uses it in every browser you sign in from.")}
+                </p>
+                <div class="account-form">
+                    <LanguageSelect id="account-language" />
+                </div>
             </section>
             <ChangePasswordForm />
         </div>
@@ -112,9 +125,9 @@ fn ChangePasswordForm() -> impl IntoView {
         let current_password = current.get_untracked();
         let new_password = new.get_untracked();
         let problem = if current_password.is_empty() {
-            Some("Current password is required.".to_owned())
+            Some(t("Current password is required.").to_owned())
         } else {
-            password_problem("New password", &new_password, "Confirm new password", &confirm.get_untracked())
+            password_problem(t("New password"), &new_password, t("Confirm new password"), &confirm.get_untracked())
         };
         if let Some(problem) = problem {
             error.set(Some(problem));
@@ -133,7 +146,7 @@ fn ChangePasswordForm() -> impl IntoView {
                 }
                 Err(failure) => {
                     session.notice(&failure);
-                    error.set(Some(failure.to_string()));
+                    error.set(Some(server_text(&failure.to_string())));
                 }
             }
             pending.set(false);
@@ -142,11 +155,11 @@ fn ChangePasswordForm() -> impl IntoView {
 
     view! {
         <section class="panel account-password" aria-labelledby="change-password-heading">
-            <h2 id="change-password-heading">"Change password"</h2>
-            <p class="field-hint account-note">"Changing your password signs out your other sessions."</p>
+            <h2 id="change-password-heading">{t("Change password")}</h2>
+            <p class="field-hint account-note">{t("Changing your password signs out your other sessions.")}</p>
             <form class="account-form" on:submit=on_submit novalidate>
                 <div class="field">
-                    <label for="account-current-password">"Current password"</label>
+                    <label for="account-current-password">{t("Current password")}</label>
                     <input
                         id="account-current-password"
                         type="password"
@@ -157,20 +170,22 @@ fn ChangePasswordForm() -> impl IntoView {
                 </div>
                 <NewPasswordFields
                     id="account-new-password"
-                    label="New password"
-                    confirm_label="Confirm new password"
+                    label=t("New password")
+                    confirm_label=t("Confirm new password")
                     password=new
                     confirm
                 />
                 <FormError error=error />
                 <div role="status">
                     <Show when=move || done.get()>
-                        <p class="admin-success">"Password changed. Your other sessions have been signed out."</p>
+                        <p class="admin-success">
+                            {t("Password changed. Your other sessions have been signed out.")}
+                        </p>
                     </Show>
                 </div>
                 <div class="admin-actions">
                     <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                        {move || if pending.get() { "Changing password…" } else { "Change password" }}
+                        {move || if pending.get() { t("Changing password…") } else { t("Change password") }}
                     </button>
                 </div>
             </form>
@@ -206,7 +221,7 @@ pub(crate) fn NewPasswordFields(
                 bind:value=password
             />
             <span id=hint class="field-hint">
-                {format!("At least {MIN_PASSWORD_LENGTH} characters.")}
+                {tf("At least {min} characters.", &[("min", &MIN_PASSWORD_LENGTH.to_string())])}
             </span>
         </div>
         <div class="field">

@@ -1,7 +1,10 @@
 //! The login page: username and password, the server's refusal shown as an alert, and on success back to
-//! the page the person wanted (`?next=`), or the infrastructure view.
+//! the page the person wanted (`?next=`), or the infrastructure view. The language menu is here too, so
+//! the console can be read before signing in.
 
 use crate::api_client;
+use crate::components::layout::LanguageSelect;
+use crate::i18n::{server_text, t};
 use crate::session::{Session, SessionPhase};
 use api::v1::LoginRequest;
 use leptos::ev::SubmitEvent;
@@ -52,7 +55,7 @@ pub fn LoginPage() -> impl IntoView {
                     password.set(String::new());
                     session.signed_in(me);
                 }
-                Err(failure) => error.set(Some(failure.to_string())),
+                Err(failure) => error.set(Some(server_text(&failure.to_string()))),
             }
             pending.set(false);
         });
@@ -65,10 +68,10 @@ pub fn LoginPage() -> impl IntoView {
                     <span class="brand-mark" aria-hidden="true"></span>
                     <span class="brand-name">"Parapet"</span>
                 </div>
-                <h1>"Sign in to the console"</h1>
-                <p class="login-hint">"High availability for your virtualization pools."</p>
+                <h1>{t("Sign in to the console")}</h1>
+                <p class="login-hint">{t("High availability for your virtualization pools.")}</p>
                 <div class="field">
-                    <label for="login-username">"Username"</label>
+                    <label for="login-username">{t("Username")}</label>
                     <input
                         id="login-username"
                         name="username"
@@ -80,7 +83,7 @@ pub fn LoginPage() -> impl IntoView {
                     />
                 </div>
                 <div class="field">
-                    <label for="login-password">"Password"</label>
+                    <label for="login-password">{t("Password")}</label>
                     <input
                         id="login-password"
                         name="password"
@@ -94,8 +97,9 @@ pub fn LoginPage() -> impl IntoView {
                     error.get().map(|message| view! { <p class="form-error" role="alert">{message}</p> })
                 }}
                 <button type="submit" class="button button-primary" disabled=move || pending.get()>
-                    "Sign in"
+                    {t("Sign in")}
                 </button>
+                <LanguageSelect id="login-language" />
             </form>
         </main>
     }

@@ -1,5 +1,6 @@
 //! The page for an address the console does not know.
 
+use crate::i18n::t;
 use leptos::prelude::*;
 
 #[component]
@@ -7,10 +8,10 @@ pub fn NotFoundPage() -> impl IntoView {
     view! {
         <main class="boot">
             <div class="panel not-found">
-                <h1>"Page not found"</h1>
-                <p>"There is nothing at this address."</p>
+                <h1>{t("Page not found")}</h1>
+                <p>{t("There is nothing at this address.")}</p>
                 <a class="button" href="/">
-                    "Go to the infrastructure view"
+                    {t("Go to the infrastructure view")}
                 </a>
             </div>
         </main>
