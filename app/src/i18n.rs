@@ -252,13 +252,17 @@ pub fn server_text(message: &str) -> String {
     message.to_owned()
 }
 
-/// A placeholder's text: translated when it is itself a whole known sentence or word.
+/// A placeholder's text: translated when it is itself a known sentence or word, or matches a template
+/// of its own (a cause inside a reason).
 fn server_text_part(text: &str) -> String {
-    let (exact, _) = server_catalog();
-    match exact.get(text) {
-        Some(korean) => (*korean).to_owned(),
-        None => ko_catalog().get(text).map(|korean| (*korean).to_owned()).unwrap_or_else(|| text.to_owned()),
+    let (exact, templates) = server_catalog();
+    if let Some(korean) = exact.get(text).or_else(|| ko_catalog().get(text)) {
+        return (*korean).to_owned();
     }
+    if templates.iter().any(|template| match_template(&template.parts, text).is_some()) {
+        return server_text(text);
+    }
+    text.to_owned()
 }
 
 const STORAGE_KEY: &str = "parapet.language";
@@ -354,14 +358,17 @@ mod tests {
                 continue;
             }
             let source = std::fs::read_to_string(&path).unwrap();
-            for opener in ["t(\"", "tf(\""] {
+            for opener in ["t(", "tf("] {
                 let mut rest = source.as_str();
                 while let Some(at) = rest.find(opener) {
                     let before = rest[..at].chars().next_back();
                     rest = &rest[at + opener.len()..];
                     if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                        continue; // `format(“…`, `get("…` and the like
+                        continue; // `format(…`, `get(…` and the like
                     }
+                    // rustfmt may break the line after the parenthesis.
+                    let Some(literal) = rest.trim_start().strip_prefix('"') else { continue };
+                    rest = literal;
                     let mut text = String::new();
                     let mut chars = rest.chars();
                     while let Some(c) = chars.next() {
@@ -423,6 +430,20 @@ mod tests {
                 seen.insert(english.clone(), (*name, korean.to_owned()));
             }
         }
+    }
+
+    #[test]
+    fn server_sentences_in_korean() {
+        with_lang(Lang::Ko, || {
+            // A template whose placeholder is itself a template.
+            assert_eq!(
+                server_text("HA restart on this host failed: no network heartbeat for 5012 ms"),
+                "이 호스트에서 고가용성 재시작이 실패했습니다: 네트워크 하트비트가 5012 ms 동안 없습니다"
+            );
+            // Unknown sentences stay as the server wrote them.
+            assert_eq!(server_text("something entirely new"), "something entirely new");
+        });
+        assert_eq!(server_text("OFF failed: timed out"), "OFF failed: timed out");
     }
 
     #[test]
