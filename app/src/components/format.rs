@@ -130,4 +130,17 @@ mod tests {
         assert_eq!(ago(now, Some(now - TimeDelta::hours(5))), "5 h ago");
         assert_eq!(ago(now, Some(now - TimeDelta::days(3))), "3 d ago");
     }
+
+    #[test]
+    fn ages_and_priorities_read_in_korean() {
+        use crate::i18n::{Lang, with_lang};
+        let now = Utc::now();
+        with_lang(Lang::Ko, || {
+            assert_eq!(ago(now, Some(now - TimeDelta::seconds(2))), "2초 전");
+            assert_eq!(ago(now, Some(now - TimeDelta::seconds(125))), "2분 전");
+            assert_eq!(ago(now, Some(now - TimeDelta::hours(5))), "5시간 전");
+            assert_eq!(ago(now, Some(now - TimeDelta::days(3))), "3일 전");
+            assert_eq!(priority_label(RestartPriority::BestEffort), "가능하면 재시작");
+        });
+    }
 }

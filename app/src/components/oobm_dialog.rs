@@ -31,7 +31,7 @@ pub fn may_manage_oobm(session: Session) -> Result<(), String> {
     session.may_untracked(Ability::ManagePool).map_err(|reason| match untrack(|| session.role()) {
         Some(role) => tf(
             "Your role ({role}) cannot configure out-of-band management or issue power actions; only pool operators and pool admins can.",
-            &[("role", role.as_str())],
+            &[("role", crate::pages::account::role_name(role))],
         ),
         None => reason,
     })

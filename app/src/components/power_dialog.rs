@@ -296,5 +296,12 @@ mod tests {
             result_summary(&result, "kvm-a1"),
             "OFF on kvm-a1: accepted by the BMC, which now reports power Off (12 ms)."
         );
+        crate::i18n::with_lang(crate::i18n::Lang::Ko, || {
+            assert_eq!(
+                result_summary(&result, "kvm-a1"),
+                "kvm-a1 OFF: BMC가 요청을 수락했으며 현재 전원 꺼짐 상태를 보고합니다(12 ms)."
+            );
+            assert_eq!(confirm_words(PowerAction::Off, "kvm-a1"), "kvm-a1 전원 끄기");
+        });
     }
 }
