@@ -5,7 +5,7 @@
 
 use crate::components::badges::{AllocationBadge, ConnectionBadge, FlagBadge, VmStateBadge};
 use crate::components::error_view::{ErrorView, Loading};
-use crate::i18n::{t, tf};
+use crate::i18n::{server_text, t, tf};
 use crate::store::Store;
 use api::v1::AgentConnection;
 use api::{ClusterId, HostId, VmId, ZoneId};
@@ -254,7 +254,7 @@ fn VmLeaf(id: VmId) -> impl IntoView {
     move || {
         vm.get().map(|vm| {
             view! {
-                <li class="tree-vm" title=vm.state_reason.clone()>
+                <li class="tree-vm" title=vm.state_reason.as_deref().map(server_text)>
                     <span class="tree-vm-name">{vm.name}</span>
                     <VmStateBadge state=vm.state />
                 </li>
