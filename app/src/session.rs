@@ -334,5 +334,11 @@ mod tests {
             "Your role (read-only) cannot operate VMs; only VM operators, pool operators and pool admins can."
         );
         assert!(Ability::AdministerPool.allows(Role::PoolAdmin) && !Ability::AdministerPool.allows(Role::PoolOperator));
+        crate::i18n::with_lang(Lang::Ko, || {
+            assert_eq!(
+                Ability::AdministerPool.refusal(Role::VmOperator),
+                "현재 역할(가상머신 운영자)에는 사용자 관리 권한이 없습니다. 풀 관리자만 할 수 있습니다."
+            );
+        });
     }
 }

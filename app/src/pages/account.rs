@@ -248,6 +248,12 @@ mod tests {
         assert_eq!(password_problem("Password", "long enough!", "Confirm password", "long enough!"), None);
         // Characters, not bytes: ten accented letters are enough.
         assert_eq!(password_problem("Password", "éééééééééé", "Confirm", "éééééééééé"), None);
+        crate::i18n::with_lang(crate::i18n::Lang::Ko, || {
+            assert_eq!(
+                password_problem(t("New password"), "short", t("Confirm new password"), "short"),
+                Some("새 비밀번호은(는) 10자 이상이어야 합니다.".to_owned())
+            );
+        });
     }
 
     #[test]
