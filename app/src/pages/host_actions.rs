@@ -49,26 +49,26 @@ fn parse_tags(text: &str) -> Result<Vec<String>, String> {
 pub fn HostActions(host: Memo<Host>) -> impl IntoView {
     // Read once, untracked: see `crate::components::vm_power`.
     let session = Session::expect();
-    let operations = match session.may_untracked(Ability::ManagePool) {
-        Ok(()) => view! { <Operations host /> }.into_any(),
-        Err(reason) => view! { <WhyNot action=t("change this host") reason /> }.into_any(),
-    };
-    // A step of the HA setup wizard on its own: the power-off test with this host.
-    let test_link = session.may_untracked(Ability::ManageHa).is_ok().then(|| {
-        let (id, cluster, name) = host.with_untracked(|host| (host.id, host.cluster_id, host.name.clone()));
-        view! {
-            <A
-                href=format!("/ha/setup?step=7&cluster={cluster}&host={id}")
-                attr:class="button"
-                attr:aria-label=tf("Power-off test with {host}…", &[("host", &name)])
-            >
-                {t("Power-off test with this host…")}
-            </A>
+    match session.may_untracked(Ability::ManagePool) {
+        Ok(()) => {
+            let ha_test = session.may_untracked(Ability::ManageHa).is_ok();
+            view! { <Operations host ha_test /> }.into_any()
         }
-    });
+        Err(reason) => view! { <WhyNot action=t("change this host") reason /> }.into_any(),
+    }
+}
+
+/// A step of the HA setup wizard on its own: the power-off test with this host (and its cluster).
+fn power_off_test_link(host: Memo<Host>) -> impl IntoView {
+    let (id, cluster, name) = host.with_untracked(|host| (host.id, host.cluster_id, host.name.clone()));
     view! {
-        {operations}
-        {test_link}
+        <A
+            href=format!("/ha/setup?step=7&cluster={cluster}&host={id}")
+            attr:class="button"
+            attr:aria-label=tf("Power-off test with {host}…", &[("host", &name)])
+        >
+            {t("Power-off test with this host…")}
+        </A>
     }
 }
 
@@ -85,7 +85,7 @@ enum Call {
 }
 
 #[component]
-fn Operations(host: Memo<Host>) -> impl IntoView {
+fn Operations(host: Memo<Host>, ha_test: bool) -> impl IntoView {
     let store = Store::expect();
     let session = Session::expect();
     let id = host.with_untracked(|host| host.id);
@@ -185,6 +185,7 @@ fn Operations(host: Memo<Host>) -> impl IntoView {
     view! {
         <div class="host-actions" role="group" aria-label=t("Host operations")>
             {placement}
+            {ha_test.then(|| power_off_test_link(host))}
             {removal}
         </div>
         {move || match open.get() {
