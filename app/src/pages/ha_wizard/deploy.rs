@@ -38,6 +38,33 @@ pub fn deploy_done(wizard: Wizard) -> bool {
         })
 }
 
+/// Whether `name` is a test VM's name: "HA-TEST-VM" and a number.
+pub fn is_test_vm_name(name: &str) -> bool {
+    name.strip_prefix(NAME_PREFIX)
+        .is_some_and(|number| !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Coming back to the wizard (a reload, a link to step 7 or 8): `test_vms` is not in the address, so
+/// the test VMs of an earlier run in the wizard's cluster are taken up again, by name. Untracked reads
+/// but the store's VMs, so that it can run in an effect.
+pub fn adopt_test_vms(store: Store, wizard: Wizard) {
+    if !wizard.test_vms.with_untracked(Vec::is_empty) {
+        return;
+    }
+    let Some(cluster) = wizard.cluster.get_untracked() else { return };
+    let mut found: Vec<(String, VmId)> = store.vms.with(|vms| {
+        vms.values()
+            .filter(|vm| vm.cluster_id == Some(cluster) && is_test_vm_name(&vm.name))
+            .map(|vm| (vm.name.clone(), vm.id))
+            .collect()
+    });
+    if found.is_empty() {
+        return;
+    }
+    found.sort_by_key(|(name, _)| (name.len(), name.clone()));
+    wizard.test_vms.set(found.into_iter().map(|(_, id)| id).collect());
+}
+
 /// "HA-TEST-VM1" … "HA-TEST-VM{count}".
 pub fn test_vm_names(count: usize) -> Vec<String> {
     (1..=count).map(|number| format!("{NAME_PREFIX}{number}")).collect()
@@ -117,6 +144,7 @@ pub fn DeployStep(wizard: Wizard) -> impl IntoView {
     let session = Session::expect();
     let may = session.may_untracked(Ability::ManagePool).is_ok();
     let templates = LocalResource::new(api_client::templates);
+    Effect::new(move |_| adopt_test_vms(store, wizard));
 
     let host = RwSignal::new(wizard.test_host.get_untracked().map(|id| id.to_string()).unwrap_or_default());
     let count = RwSignal::new(DEFAULT_COUNT.to_string());
@@ -429,6 +457,13 @@ mod tests {
     #[test]
     fn three_test_vms_by_default() {
         assert_eq!(test_vm_names(DEFAULT_COUNT), ["HA-TEST-VM1", "HA-TEST-VM2", "HA-TEST-VM3"]);
+    }
+
+    #[test]
+    fn test_vm_names_are_the_prefix_and_a_number() {
+        assert!(is_test_vm_name("HA-TEST-VM12"));
+        assert!(!is_test_vm_name("HA-TEST-VM"));
+        assert!(!is_test_vm_name("HA-TEST-VM1-copy"));
     }
 
     #[test]

@@ -153,6 +153,7 @@ pub fn PowerTestStep(wizard: Wizard) -> impl IntoView {
     let ran_on_fenced = RwSignal::new(BTreeSet::<VmId>::new());
     let back = RwSignal::new(Return::Idle);
 
+    Effect::new(move |_| super::deploy::adopt_test_vms(store, wizard));
     let host_id = Memo::new(move |_| wizard.test_host.get());
     let host = Memo::new(move |_| host_id.get().and_then(|id| store.host(id)));
     let host_name =
@@ -640,6 +641,14 @@ pub fn PowerTestStep(wizard: Wizard) -> impl IntoView {
     };
 
     let confirm_button = NodeRef::<html::Button>::new();
+    let off_button = NodeRef::<html::Button>::new();
+    // Closing the confirmation without powering off gives the focus back to the button that opened it.
+    let close_confirm = move || {
+        confirm_open.set(false);
+        if let Some(button) = off_button.get_untracked() {
+            let _ = HtmlElement::from(button).focus();
+        }
+    };
     let confirm_dialog = move || {
         confirm_open.get().then(|| {
             focus_when_mounted(move || confirm_button.get().map(HtmlElement::from));
@@ -678,7 +687,7 @@ pub fn PowerTestStep(wizard: Wizard) -> impl IntoView {
             let title = tf("Power off {host}?", &[("host", &name)]);
             let label = tf("Power off {host}", &[("host", &name)]);
             view! {
-                <Dialog title on_close=Callback::new(move |()| confirm_open.set(false))>
+                <Dialog title on_close=Callback::new(move |()| close_confirm())>
                     <div class="dialog-form power-confirm">
                         <p class="host-warning" role="alert">
                             {tf("OFF {host}: the host loses its power at once, like pulling the plug, and stays off.", &[("host", &name)])}
@@ -686,7 +695,7 @@ pub fn PowerTestStep(wizard: Wizard) -> impl IntoView {
                         {list}
                         <FormError error=off_error />
                         <div class="dialog-actions">
-                            <button type="button" class="button button-quiet" on:click=move |_| confirm_open.set(false)>
+                            <button type="button" class="button button-quiet" on:click=move |_| close_confirm()>
                                 {t("Cancel")}
                             </button>
                             <button
@@ -727,6 +736,7 @@ pub fn PowerTestStep(wizard: Wizard) -> impl IntoView {
                                 type="button"
                                 class="button button-danger"
                                 data-testid="wizard-power-off"
+                                node_ref=off_button
                                 disabled=blocked.is_some()
                                 on:click=move |_| {
                                     off_error.set(None);
