@@ -125,6 +125,7 @@ fn SignedInFrame() -> impl IntoView {
                     <A href="/vms">{t("VMs")}</A>
                     <A href="/offerings">{t("Offerings")}</A>
                     <AlertsNavLink />
+                    <A href="/ha/setup">{t("HA setup")}</A>
                     <A href="/ha/incidents">{t("HA incidents")}</A>
                     {session
                         .may_untracked(Ability::ReadAudit)
