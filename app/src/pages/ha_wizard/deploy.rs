@@ -144,7 +144,6 @@ pub fn DeployStep(wizard: Wizard) -> impl IntoView {
     let session = Session::expect();
     let may = session.may_untracked(Ability::ManagePool).is_ok();
     let templates = LocalResource::new(api_client::templates);
-    Effect::new(move |_| adopt_test_vms(store, wizard));
 
     let host = RwSignal::new(wizard.test_host.get_untracked().map(|id| id.to_string()).unwrap_or_default());
     let count = RwSignal::new(DEFAULT_COUNT.to_string());
@@ -153,6 +152,12 @@ pub fn DeployStep(wizard: Wizard) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let count_error = RwSignal::new(None::<&'static str>);
     let pending = RwSignal::new(false);
+    // Only before a run of this view: a run sets the test VMs itself.
+    Effect::new(move |_| {
+        if rows.with_untracked(Vec::is_empty) && !pending.get_untracked() {
+            adopt_test_vms(store, wizard);
+        }
+    });
 
     let host_choices = Memo::new(move |_| {
         let Some(cluster) = wizard.cluster.get() else { return Vec::new() };
@@ -249,7 +254,11 @@ pub fn DeployStep(wizard: Wizard) -> impl IntoView {
                     .with_untracked(|vms| vms.values().find(|vm| vm.name == name).map(|vm| (vm.id, vm.host_id)));
                 match existing {
                     Some((id, Some(on))) if on == host_id => {
-                        wizard.test_vms.update(|vms| vms.push(id));
+                        wizard.test_vms.update(|vms| {
+                            if !vms.contains(&id) {
+                                vms.push(id);
+                            }
+                        });
                         set_row(index, Outcome::Reused(id));
                         continue;
                     }
@@ -279,7 +288,11 @@ pub fn DeployStep(wizard: Wizard) -> impl IntoView {
                     Some(Ok(deployed)) => {
                         let id = deployed.vm.id;
                         store.upsert_vm(deployed.vm);
-                        wizard.test_vms.update(|vms| vms.push(id));
+                        wizard.test_vms.update(|vms| {
+                            if !vms.contains(&id) {
+                                vms.push(id);
+                            }
+                        });
                         set_row(index, Outcome::Deployed(id));
                     }
                     Some(Err(failure)) => {
