@@ -177,8 +177,9 @@ pub fn PowerTestStep(wizard: Wizard) -> impl IntoView {
                 .cloned()
         })
     });
+    let incident_id = Memo::new(move |_| incident.with(|incident| incident.as_ref().map(|incident| incident.id)));
     let events = Memo::new(move |_| {
-        let Some(id) = incident.with(|incident| incident.as_ref().map(|incident| incident.id)) else {
+        let Some(id) = incident_id.get() else {
             return Vec::<HaIncidentEvent>::new();
         };
         store.incident_events.with(|timelines| timelines.get(&id).cloned().unwrap_or_default())
@@ -186,7 +187,7 @@ pub fn PowerTestStep(wizard: Wizard) -> impl IntoView {
     // The incident's whole timeline once it is known (steps before this page saw it), and again after a
     // reload; the incidents of the host after a reload (events may have been missed meanwhile).
     Effect::new(move |_| {
-        if let Some(id) = incident.with(|incident| incident.as_ref().map(|incident| incident.id)) {
+        if let Some(id) = incident_id.get() {
             store.reloads.track();
             spawn_local(async move {
                 match api_client::ha_incident(id).await {
@@ -508,7 +509,7 @@ pub fn PowerTestStep(wizard: Wizard) -> impl IntoView {
                 let step = reached.iter().find(|step| step.state == state.as_str()).cloned();
                 let done = step.is_some();
                 view! {
-                    <li class="wizard-milestone" class:wizard-milestone-reached=done data-ha-milestone=state.as_str()>
+                    <li class="wizard-milestone" class:wizard-milestone-reached=done data-ha-milestone=state.as_str() data-reached=done.to_string()>
                         <span class="wizard-milestone-state">{state_word(state)}</span>
                         <span class="wizard-milestone-time">
                             {step.map(|step| seconds_text(step.seconds)).unwrap_or_else(|| "—".to_owned())}
