@@ -87,6 +87,7 @@ const KO_FILES: &[(&str, &str)] = &[
     ("admin", include_str!("../locales/ko/admin.json")),
     ("wizard", include_str!("../locales/ko/wizard.json")),
     ("wizard_test", include_str!("../locales/ko/wizard_test.json")),
+    ("ha_settings", include_str!("../locales/ko/ha_settings.json")),
 ];
 
 /// Server sentences: templates with `{placeholders}` (see [`server_text`]).
@@ -406,6 +407,58 @@ mod tests {
             missing.len(),
             missing.into_iter().collect::<Vec<_>>().join("\n")
         );
+    }
+
+    /// Texts written straight into views (`>"Text"`) or into text attributes (`title="…"`,
+    /// `aria-label="…"`, `placeholder="…"`) bypass translation. Only names and examples may.
+    #[test]
+    fn no_text_bypasses_translation() {
+        const UNTRANSLATED: &[&str] =
+            &["Parapet", "web-01", "alice", "ssd, gpu", "smtp.example.com", "Parapet <parapet@example.com>", "×"];
+        fn scan(dir: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    scan(&path, out);
+                    continue;
+                }
+                if path.extension().is_none_or(|ext| ext != "rs") {
+                    continue;
+                }
+                let source = std::fs::read_to_string(&path).unwrap();
+                // Tests (at the end of a file) may spell texts out.
+                let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+                for (number, line) in code.lines().enumerate() {
+                    if line.trim_start().starts_with("//") {
+                        continue;
+                    }
+                    let mut literals = Vec::new();
+                    let mut rest = line;
+                    while let Some(at) = rest.find('"') {
+                        let before = rest[..at].trim_end();
+                        let Some(end) = rest[at + 1..].find('"') else { break };
+                        let literal = &rest[at + 1..at + 1 + end];
+                        let is_text_node = before.ends_with('>') && !before.ends_with("=>");
+                        let is_text_attribute = ["title=", "aria-label=", "placeholder=", "alt="]
+                            .iter()
+                            .any(|attribute| before.ends_with(attribute));
+                        if (is_text_node || is_text_attribute)
+                            && literal.chars().any(char::is_alphabetic)
+                            && !UNTRANSLATED.contains(&literal)
+                        {
+                            literals.push(literal.to_owned());
+                        }
+                        rest = &rest[at + 1 + end + 1..];
+                    }
+                    out.extend(
+                        literals.into_iter().map(|literal| format!("{}:{}: {literal:?}", path.display(), number + 1)),
+                    );
+                }
+            }
+        }
+        let mut found = Vec::new();
+        scan(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut found);
+        assert!(found.is_empty(), "texts that are not translated (use t/tf):\n{}", found.join("\n"));
     }
 
     #[test]
