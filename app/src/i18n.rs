@@ -413,8 +413,17 @@ mod tests {
     /// `aria-label="…"`, `placeholder="…"`) bypass translation. Only names and examples may.
     #[test]
     fn no_text_bypasses_translation() {
-        const UNTRANSLATED: &[&str] =
-            &["Parapet", "web-01", "alice", "ssd, gpu", "smtp.example.com", "Parapet <parapet@example.com>", "×"];
+        const UNTRANSLATED: &[&str] = &[
+            "Parapet",
+            "web-01",
+            "alice",
+            "ssd, gpu",
+            "smtp.example.com",
+            "Parapet <parapet@example.com>",
+            "×",
+            "HTTPS",
+            "HTTP",
+        ];
         fn scan(dir: &Path, out: &mut Vec<String>) {
             for entry in std::fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
