@@ -316,6 +316,11 @@ pub fn role_note(step: Step) -> Option<String> {
     })
 }
 
+/// Whether the signed-in role may take a step's actions (untracked, like `Session::may_untracked`).
+pub fn may_take(step: Step) -> bool {
+    step.needs().is_none_or(|ability| Session::expect().may_untracked(ability).is_ok())
+}
+
 /// The wizard's page: the stepper, the current step's panel and Back / Next; the choices follow the
 /// address both ways.
 #[component]
@@ -325,6 +330,7 @@ pub fn HaWizardPage() -> impl IntoView {
     let navigate = use_navigate();
     let from_address = Memo::new(move |_| query.with(|query| Choices::parse(|name| query.get(name))));
     let wizard = Wizard::new(&from_address.get_untracked());
+    oobm_configure::OobmConfigs::provide();
     // The address → the wizard (a link followed, the browser's Back).
     Effect::new(move || wizard.take(&from_address.get()));
     // The wizard → the address: a new step is a new history entry, a new choice replaces the entry.
@@ -338,18 +344,18 @@ pub fn HaWizardPage() -> impl IntoView {
     });
     // A chosen cluster brings its zone along (a link from a cluster's menu names only the cluster).
     Effect::new(move || {
-        if let Some(cluster) = wizard.cluster.get().and_then(|id| store.cluster(id)) {
-            if wizard.zone.get_untracked() != Some(cluster.zone_id) {
-                wizard.zone.set(Some(cluster.zone_id));
-            }
+        if let Some(cluster) = wizard.cluster.get().and_then(|id| store.cluster(id))
+            && wizard.zone.get_untracked() != Some(cluster.zone_id)
+        {
+            wizard.zone.set(Some(cluster.zone_id));
         }
     });
     // So does a chosen host its cluster.
     Effect::new(move || {
-        if let Some(host) = wizard.test_host.get().and_then(|id| store.host(id)) {
-            if wizard.cluster.get_untracked().is_none() {
-                wizard.cluster.set(Some(host.cluster_id));
-            }
+        if let Some(host) = wizard.test_host.get().and_then(|id| store.host(id))
+            && wizard.cluster.get_untracked().is_none()
+        {
+            wizard.cluster.set(Some(host.cluster_id));
         }
     });
 
@@ -509,5 +515,48 @@ fn StepperItem(step: Step, wizard: Wizard) -> impl IntoView {
                 </span>
             </a>
         </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn the_address_carries_the_choices_both_ways() {
+        let cluster = ClusterId::new_random();
+        let host = HostId::new_random();
+        let href = step_href(Step::ConfigureOobm, None, Some(cluster), Some(host));
+        assert_eq!(href, format!("/ha/setup?step=3&cluster={cluster}&host={host}"));
+        let query: HashMap<String, String> = href
+            .split_once('?')
+            .unwrap()
+            .1
+            .split('&')
+            .map(|pair| pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap())
+            .collect();
+        let parsed = Choices::parse(|name| query.get(name).cloned());
+        assert_eq!(
+            parsed,
+            Choices {
+                step: Some(Step::ConfigureOobm),
+                zone: None,
+                cluster: Some(cluster),
+                host: Some(host),
+                offering: None
+            }
+        );
+        assert_eq!(parsed.href(), href);
+    }
+
+    #[test]
+    fn nonsense_in_the_address_counts_as_nothing_chosen() {
+        let parsed = Choices::parse(|name| Some(if name == "step" { "9" } else { "not-an-id" }.to_owned()));
+        assert_eq!(parsed, Choices::default());
+        assert_eq!(Choices::default().href(), "/ha/setup?step=1");
+        assert_eq!(Step::PowerOff.next(), None);
+        assert_eq!(Step::Zone.previous(), None);
+        assert_eq!(Step::Cluster.previous(), Some(Step::Zone));
     }
 }
