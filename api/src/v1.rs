@@ -864,6 +864,9 @@ pub mod alert_kind {
     pub const NO_HA_TAG_HOST: &str = "no-ha-tag-host";
     /// A host's BMC refused the configured username or password (raised at most once a day per host).
     pub const OOBM_AUTH_ERROR: &str = "oobm-auth-error";
+    /// A cluster's HA was switched off while its zone's HA is on (paused for changes): raised by the
+    /// cluster switch, cleared when cluster HA is on again or the zone's HA is off.
+    pub const HA_PAUSED: &str = "ha-paused";
 }
 
 /// Something an operator must see. Open until acknowledged; `cleared_at` says when its condition ended.

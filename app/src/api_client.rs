@@ -479,6 +479,20 @@ pub async fn set_cluster_ha(
     put_body(&format!("/api/v1/clusters/{id}/ha"), &api::v1::SetClusterHaRequest { enabled, include_hosts }).await
 }
 
+/// The cluster's HA switch and timing settings.
+pub async fn cluster_ha_settings(id: ClusterId) -> ClientResult<api::v1::ClusterHaSettings> {
+    get_json(&format!("/api/v1/clusters/{id}/ha/settings")).await
+}
+
+/// Changes the cluster's HA timing settings (absent fields keep their value); a 400
+/// `invalid-ha-timing` names the field ("suspect_after_ms: …").
+pub async fn update_cluster_ha_settings(
+    id: ClusterId,
+    request: &api::v1::UpdateHaTimingRequest,
+) -> ClientResult<api::v1::ClusterHaSettings> {
+    put_body(&format!("/api/v1/clusters/{id}/ha/settings"), request).await
+}
+
 /// The host's own switch (the provider follows its hypervisor).
 pub async fn set_host_ha(id: HostId, enabled: bool) -> ClientResult<api::v1::HostHa> {
     put_body(&format!("/api/v1/hosts/{id}/ha"), &api::v1::SetHaEnabledRequest { enabled, provider: None }).await

@@ -19,6 +19,7 @@ pub const MAILABLE_ALERT_KINDS: &[&str] = &[
     alert_kind::CAPACITY_DROPPED,
     alert_kind::NO_HA_TAG_HOST,
     alert_kind::OOBM_AUTH_ERROR,
+    alert_kind::HA_PAUSED,
     "storage-heartbeat-lost",
     "primary-storage-down",
 ];

@@ -5,7 +5,9 @@
 //! capacity is set only after "The pool will be overcommitted" is confirmed; `pages::ha_limit`), the
 //! cluster's VMs with their restart priority, where changing a priority recomputes the capacity at
 //! once as a what-if, without saving (`pages::ha_priorities`), and "Simulate failure"
-//! (`pages::ha_failure`). This file holds the page, what its parts share, and the what-if pool.
+//! (`pages::ha_failure`). Around them: "Pause HA for changes" with its reminder banner
+//! (`pages::ha_pause`), the safeguards at a glance (`pages::ha_safeguards`) and the cluster's HA
+//! timing form (`pages::ha_timing`). This file holds the page, what its parts share, and the what-if pool.
 //!
 //! The plan comes from `GET /clusters/{id}/ha/plan` and is fetched again whenever the store shows a
 //! change that can move it (the cluster's hosts and VMs, its limit, an inventory reload). What-ifs go
@@ -16,7 +18,10 @@ use crate::components::error_view::Loading;
 use crate::i18n::{t, tf};
 use crate::pages::ha_failure::FailureSimulation;
 use crate::pages::ha_limit::FailureLimit;
+use crate::pages::ha_pause::HaPause;
 use crate::pages::ha_priorities::PriorityTable;
+use crate::pages::ha_safeguards::Safeguards;
+use crate::pages::ha_timing::HaTiming;
 use crate::pages::ha_verdict::Verdict;
 use crate::session::Session;
 use crate::store::Store;
@@ -218,10 +223,13 @@ fn ClusterPlan(cluster: ClusterId) -> impl IntoView {
             {move || {
                 if ever_ready.get() {
                     view! {
+                        <HaPause cluster />
                         <Verdict state />
+                        <Safeguards state />
                         <FailureLimit state />
                         <PriorityTable state />
                         <FailureSimulation state />
+                        <HaTiming cluster />
                     }
                         .into_any()
                 } else if fetch_error.with(Option::is_none) {

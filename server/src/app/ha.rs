@@ -1,16 +1,18 @@
 //! HA engine rules at the API: the zone/cluster/host HA switches (cluster HA may include all its
 //! hosts in one transaction), the host's HA provider, per-cluster timing settings and their
 //! validation (a 400 that names the field), and reading host HA states, transitions and incidents.
-//! The engine itself (`ha::run`) picks every change up on its next step.
+//! Cluster HA switched off while its zone's is on raises the `ha-paused` reminder (cleared when it is
+//! on again or the zone's HA is off). The engine itself (`ha::run`) picks every change up on its next step.
 
 use super::AppError;
+use super::alerts::{self, NewAlert};
 use crate::db::HostHaRecord;
 use crate::state::AppState;
 use api::agent::{Peer, ServerMessage};
 use api::v1::{
-    ClusterHaSettings, ClusterHaSwitched, Event, HaIncident, HaIncidentDetail, HaIncidentQuery, HaProvider,
-    HaTimingSettings, HostHa, HostHaState, HypervisorKind, IncidentId, SetClusterHaRequest, SetHaEnabledRequest,
-    UpdateHaTimingRequest, Zone,
+    AlertSeverity, ClusterHaSettings, ClusterHaSwitched, Event, HaIncident, HaIncidentDetail, HaIncidentQuery,
+    HaProvider, HaTimingSettings, HostHa, HostHaState, HypervisorKind, IncidentId, SetClusterHaRequest,
+    SetHaEnabledRequest, UpdateHaTimingRequest, Zone, alert_kind,
 };
 use api::{ClusterId, HostId, ZoneId};
 
@@ -127,8 +129,49 @@ pub async fn set_zone_enabled(state: &AppState, zone: ZoneId, request: SetHaEnab
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no zone with id {zone}")))?;
     tracing::info!(zone = %zone.name, enabled = request.enabled, "zone HA switched");
+    if !zone.ha_enabled {
+        // With the zone off no cluster of it is "paused": its reminders end.
+        for cluster in state.db.cluster_list().await?.into_iter().filter(|cluster| cluster.zone_id == zone.id) {
+            alerts::clear(state, &alerts::dedupe_key(alert_kind::HA_PAUSED, cluster.id)).await?;
+        }
+    }
     state.events.publish(Event::InventoryChanged);
     Ok(zone)
+}
+
+/// The reminder while a cluster's HA is paused: its zone's HA is on but the cluster's is off, so
+/// nothing in it is watched, fenced or restarted.
+pub fn paused_message(cluster: &str, zone: &str) -> String {
+    format!(
+        "HA is paused for cluster {cluster} while zone {zone} has HA on: its hosts are not watched and its VMs are not restarted after a host failure. Turn cluster HA back on when the change is done"
+    )
+}
+
+/// Raise or clear the `ha-paused` alert after the cluster switch: raised when the cluster's HA is
+/// switched off while its zone's is on, cleared when it is switched on.
+async fn remind_paused(state: &AppState, cluster: ClusterId, enabled: bool) -> Result<(), AppError> {
+    let key = alerts::dedupe_key(alert_kind::HA_PAUSED, cluster);
+    if enabled {
+        alerts::clear(state, &key).await?;
+        return Ok(());
+    }
+    let Some(found) = state.db.cluster_fetch(cluster).await? else {
+        return Ok(());
+    };
+    match state.db.zone_list().await?.into_iter().find(|zone| zone.id == found.zone_id) {
+        Some(zone) if zone.ha_enabled => {
+            let message = paused_message(&found.name, &zone.name);
+            alerts::raise(
+                state,
+                NewAlert::for_cluster(alert_kind::HA_PAUSED, AlertSeverity::Warning, cluster, message),
+            )
+            .await?;
+        }
+        _ => {
+            alerts::clear(state, &key).await?;
+        }
+    }
+    Ok(())
 }
 
 /// `PUT /clusters/{id}/ha`: with `include_hosts`, every host of the cluster too, in one transaction.
@@ -143,6 +186,7 @@ pub async fn set_cluster_enabled(
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no cluster with id {cluster}")))?;
     tracing::info!(%cluster, enabled = request.enabled, hosts = hosts.len(), "cluster HA switched");
+    remind_paused(state, cluster, request.enabled).await?;
     state.events.publish(Event::InventoryChanged);
     Ok(ClusterHaSwitched { cluster_id: cluster, ha_enabled: request.enabled, hosts_changed: hosts })
 }
