@@ -338,7 +338,8 @@ pub fn HaWizardPage() -> impl IntoView {
         let choices = wizard.choices();
         let here = from_address.get_untracked();
         if choices != here {
-            let replace = choices.step == here.step;
+            // The first visit's `/ha/setup` becomes `?step=1` in place, not a new entry.
+            let replace = here.step.is_none() || choices.step == here.step;
             navigate(&choices.href(), NavigateOptions { replace, scroll: false, ..Default::default() });
         }
     });

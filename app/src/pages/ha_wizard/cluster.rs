@@ -66,6 +66,7 @@ pub fn ClusterStep(wizard: Wizard) -> impl IntoView {
                     for host in switched.hosts_changed {
                         store.fetch_host_ha(host);
                     }
+                    super::zone::focus_next();
                 }
                 Err(failure) => {
                     session.notice(&failure);

@@ -95,6 +95,8 @@ pub fn OobmEnableStep(wizard: Wizard) -> impl IntoView {
             if let Some(failure) = failures.first() {
                 session.notice(failure);
                 error.set(Some(failures.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")));
+            } else {
+                super::zone::focus_next();
             }
             pending.set(false);
         });

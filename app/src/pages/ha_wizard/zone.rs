@@ -18,6 +18,23 @@ pub fn zone_done(wizard: Wizard) -> bool {
     wizard.zone.get().and_then(|zone| store.zone(zone)).is_some_and(|zone| zone.ha_enabled)
 }
 
+/// Moves the focus to the wizard's Next button, else to the step's heading (after a step's action
+/// succeeded and its button may be gone).
+pub fn focus_next() {
+    use leptos::wasm_bindgen::JsCast;
+    // After the next frame: Next is enabled by then (the page follows the store asynchronously).
+    request_animation_frame(|| {
+        let element = |id: &str| {
+            document().get_element_by_id(id).and_then(|found| found.dyn_into::<leptos::web_sys::HtmlElement>().ok())
+        };
+        // Next when it is enabled, else the step's heading (the keyboard goes on from there).
+        let enabled = element("ha-wizard-next").filter(|next| !next.has_attribute("disabled"));
+        if let Some(target) = enabled.or_else(|| element("ha-wizard-heading")) {
+            let _ = target.focus();
+        }
+    });
+}
+
 /// On/off in words (translated).
 pub fn on_off(on: bool) -> &'static str {
     if on { t("On") } else { t("Off") }
@@ -58,6 +75,8 @@ pub fn ZoneStep(wizard: Wizard) -> impl IntoView {
                         zones.insert(zone.id, zone);
                     });
                     asking.set(false);
+                    // The button that opened the dialog is gone; the keyboard goes on with Next.
+                    focus_next();
                 }
                 Err(failure) => {
                     session.notice(&failure);
