@@ -72,6 +72,7 @@ fn kind_text(kind: &str) -> String {
         "oobm-auth-error" => t("OOBM auth error"),
         "storage-heartbeat-lost" => t("Storage heartbeat lost"),
         "primary-storage-down" => t("Primary storage down"),
+        "ha-paused" => t("HA paused"),
         _ => return kind_label(kind),
     };
     known.to_owned()

@@ -5,6 +5,10 @@
 //!
 //! A VM the planner sees as "do not restart" because it is not HA-protected becomes protected when it
 //! is given another priority.
+//!
+//! Each row also edits the VM's start order (lower starts first; one order starts together) and the
+//! delay after its order group. They do not change the plan, so they are edits of this table only,
+//! saved with the priorities.
 
 use crate::api_client;
 use crate::components::admission::run_admitted;
@@ -31,6 +35,9 @@ fn priority_request(vm: &Vm, priority: RestartPriority) -> UpdateVmHaRequest {
     }
 }
 
+/// An edited start order and delay (seconds) of one VM.
+type OrderEdit = (i32, u32);
+
 /// Whether the planner counts the VM: it holds room on a host.
 fn planned(state: VmState) -> bool {
     matches!(state, VmState::Running | VmState::Starting | VmState::Stopping | VmState::Migrating | VmState::Unknown)
@@ -45,7 +52,12 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
     let can_save = permitted.is_ok();
     let cluster = state.cluster;
     let vm_ids = move || store.vm_ids(|vm| vm.cluster_id == Some(cluster));
-    let changed = Memo::new(move |_| state.edits.with(BTreeMap::len));
+    let orders = RwSignal::new(BTreeMap::<VmId, OrderEdit>::new());
+    let changed = Memo::new(move |_| {
+        state.edits.with(|edits| {
+            orders.with(|orders| edits.len() + orders.keys().filter(|id| !edits.contains_key(id)).count())
+        })
+    });
     let progress = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
@@ -56,12 +68,25 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
             return;
         }
         let edits = state.edits.get_untracked();
+        let order_edits = orders.get_untracked();
         // In the table's order (by name), each with the settings to send.
         let order: Vec<(VmId, String, UpdateVmHaRequest)> = store.vms.with_untracked(|vms| {
             untrack(vm_ids)
                 .into_iter()
-                .filter_map(|id| Some((vms.get(&id)?, *edits.get(&id)?)))
-                .map(|(vm, priority)| (vm.id, vm.name.clone(), priority_request(vm, priority)))
+                .filter_map(|id| {
+                    let vm = vms.get(&id)?;
+                    let priority = edits.get(&id).copied();
+                    let start = order_edits.get(&id).copied();
+                    if priority.is_none() && start.is_none() {
+                        return None;
+                    }
+                    let mut request = priority.map(|priority| priority_request(vm, priority)).unwrap_or_default();
+                    if let Some((start_order, delay)) = start {
+                        request.start_order = Some(start_order);
+                        request.start_delay_seconds = Some(delay);
+                    }
+                    Some((vm.id, vm.name.clone(), request))
+                })
                 .collect()
         });
         error.set(None);
@@ -79,6 +104,9 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
                         state.edits.update(|edits| {
                             edits.remove(&id);
                         });
+                        orders.update(|orders| {
+                            orders.remove(&id);
+                        });
                     }
                     Some(Err(failure)) => {
                         session.notice(&failure);
@@ -95,13 +123,14 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
                 }
             }
             progress.set(None);
-            if state.edits.with_untracked(BTreeMap::is_empty) {
+            if state.edits.with_untracked(BTreeMap::is_empty) && orders.with_untracked(BTreeMap::is_empty) {
                 notice.set(Some(t("Restart priorities saved.").to_owned()));
             }
         });
     };
     let discard = move |_| {
         state.edits.set(BTreeMap::new());
+        orders.set(BTreeMap::new());
         notice.set(None);
         error.set(None);
     };
@@ -121,13 +150,15 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
                         <th scope="col">{t("Memory")}</th>
                         <th scope="col">{t("CPU")}</th>
                         <th scope="col">{t("Restart priority")}</th>
+                        <th scope="col">{t("Start order")}</th>
+                        <th scope="col">{t("Delay after its group (s)")}</th>
                     </tr>
                 </thead>
                 <tbody>
                     <Show when=move || vm_ids().is_empty()>
-                        <EmptyRow columns=6 text=t("This cluster has no VMs.") />
+                        <EmptyRow columns=8 text=t("This cluster has no VMs.") />
                     </Show>
-                    <For each=vm_ids key=|id| *id children=move |id| view! { <PriorityRow state id /> } />
+                    <For each=vm_ids key=|id| *id children=move |id| view! { <PriorityRow state orders id /> } />
                 </tbody>
             </DataTable>
             <div class="form-actions ha-priority-actions">
@@ -165,9 +196,31 @@ pub fn PriorityTable(state: PlanState) -> impl IntoView {
 
 /// One VM with its priority select; an unsaved choice is marked.
 #[component]
-fn PriorityRow(state: PlanState, id: VmId) -> impl IntoView {
+fn PriorityRow(state: PlanState, orders: RwSignal<BTreeMap<VmId, OrderEdit>>, id: VmId) -> impl IntoView {
     let store = Store::expect();
     let vm = Memo::new(move |_| store.vm(id));
+    let saved_start = Memo::new(move |_| vm.with(|vm| vm.as_ref().map(|vm| (vm.start_order, vm.start_delay_seconds))));
+    let start = Memo::new(move |_| orders.with(|orders| orders.get(&id).copied()).or(saved_start.get()));
+    let start_invalid = RwSignal::new(false);
+    // `which`: 0 = order, 1 = delay. A value that is not a whole number (or a negative delay) is marked
+    // and not kept.
+    let edit_start = move |which: u8, text: String| {
+        let (Some(saved), Some(current)) = (saved_start.get_untracked(), start.get_untracked()) else { return };
+        let next = match which {
+            0 => text.trim().parse::<i32>().ok().map(|order| (order, current.1)),
+            _ => text.trim().parse::<u32>().ok().map(|delay| (current.0, delay)),
+        };
+        start_invalid.set(next.is_none());
+        if let Some(next) = next {
+            orders.update(|orders| {
+                if next == saved {
+                    orders.remove(&id);
+                } else {
+                    orders.insert(id, next);
+                }
+            });
+        }
+    };
     let saved = Memo::new(move |_| {
         vm.with(|vm| vm.as_ref().map(|vm| effective_priority(vm.ha_protected, vm.restart_priority)))
     });
@@ -205,7 +258,9 @@ fn PriorityRow(state: PlanState, id: VmId) -> impl IntoView {
             let host = vm.host_id.map_or_else(|| t("not placed").to_owned(), |host| store.host_name(host));
             let note = (!planned(vm.state)).then(|| t("not running: not in the plan"));
             view! {
-                <tr class=move || if edited.get().is_some() { "ha-edited" } else { "" }>
+                <tr class=move || {
+                    if edited.get().is_some() || orders.with(|orders| orders.contains_key(&id)) { "ha-edited" } else { "" }
+                }>
                     <th scope="row">
                         <a href=format!("/vms/{}", vm.id)>{vm.name.clone()}</a>
                     </th>
@@ -228,6 +283,29 @@ fn PriorityRow(state: PlanState, id: VmId) -> impl IntoView {
                             }}
                             {note.map(|note| view! { <span class="field-hint">{note}</span> })}
                         </div>
+                    </td>
+                    <td>
+                        <input
+                            type="number"
+                            class="ha-start-input"
+                            step="1"
+                            aria-label=tf("Start order of {name}", &[("name", &vm.name)])
+                            aria-invalid=move || if start_invalid.get() { "true" } else { "false" }
+                            prop:value=move || start.get().map(|(order, _)| order.to_string()).unwrap_or_default()
+                            on:change:target=move |event| edit_start(0, event.target().value())
+                        />
+                    </td>
+                    <td>
+                        <input
+                            type="number"
+                            class="ha-start-input"
+                            min="0"
+                            step="1"
+                            aria-label=tf("Delay after the start order group of {name}, in seconds", &[("name", &vm.name)])
+                            aria-invalid=move || if start_invalid.get() { "true" } else { "false" }
+                            prop:value=move || start.get().map(|(_, delay)| delay.to_string()).unwrap_or_default()
+                            on:change:target=move |event| edit_start(1, event.target().value())
+                        />
                     </td>
                 </tr>
             }
