@@ -6,20 +6,9 @@ use super::verdict::Verdict;
 use crate::i18n::t;
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
+use leptos::web_sys::{Blob, BlobPropertyBag, Url};
 use serde_json::{Value, json};
-use wasm_bindgen::prelude::*;
-
-#[wasm_bindgen]
-extern "C" {
-    /// The browser's `Blob` (declared here: the web-sys feature is not enabled for the console).
-    type Blob;
-    #[wasm_bindgen(constructor, catch)]
-    fn new(parts: &js_sys::Array, options: &JsValue) -> Result<Blob, JsValue>;
-    #[wasm_bindgen(js_namespace = URL, js_name = createObjectURL, catch)]
-    fn create_object_url(blob: &Blob) -> Result<String, JsValue>;
-    #[wasm_bindgen(js_namespace = URL, js_name = revokeObjectURL)]
-    fn revoke_object_url(url: &str);
-}
+use wasm_bindgen::JsValue;
 
 /// One host HA state the failed host went through.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,10 +92,10 @@ pub fn file_name(host: &str) -> String {
 /// An object URL for `text` as a JSON file; `None` when the browser refused.
 fn json_url(text: &str) -> Option<String> {
     let parts = js_sys::Array::of1(&JsValue::from_str(text));
-    let options = js_sys::Object::new();
-    js_sys::Reflect::set(&options, &"type".into(), &"application/json".into()).ok()?;
-    let blob = Blob::new(&parts, &options).ok()?;
-    create_object_url(&blob).ok()
+    let options = BlobPropertyBag::new();
+    options.set_type("application/json");
+    let blob = Blob::new_with_str_sequence_and_options(&parts, &options).ok()?;
+    Url::create_object_url_with_blob(&blob).ok()
 }
 
 /// "Download the report (JSON)" and "Print the report", for the report built by `json`.
@@ -116,13 +105,13 @@ pub fn ReportLinks(#[prop(into)] json: Signal<String>, #[prop(into)] file: Signa
     Effect::new(move |_| {
         let next = json.with(|text| json_url(text));
         if let Some(old) = url.get_untracked() {
-            revoke_object_url(&old);
+            let _ = Url::revoke_object_url(&old);
         }
         url.set(next);
     });
     on_cleanup(move || {
         if let Some(old) = url.try_get_untracked().flatten() {
-            revoke_object_url(&old);
+            let _ = Url::revoke_object_url(&old);
         }
     });
     let print = move |_| {
