@@ -151,7 +151,8 @@ test.describe.serial('roles and the VM lifecycle', () => {
     await expect(page.getByRole('button', { name: `Edit ${offeringName}` })).toHaveCount(0);
     const why = page.getByText("Why can't I create or change offerings?");
     await why.click();
-    await expect(page.getByText('Your role (vm-operator)')).toBeVisible();
+    // The console names the role as people say it (the server's own messages keep `vm-operator`).
+    await expect(page.getByText('Your role (VM operator)')).toBeVisible();
     await screenshot(page, testInfo, '06-vm-operator-offerings');
 
     await nav(page, 'VMs').click();

@@ -361,7 +361,7 @@ test.describe.serial('out-of-band management console', () => {
         await view.panel
           .getByText("Why can't I configure out-of-band management or issue power actions?", { exact: true })
           .click();
-        await expect(view.panel).toContainText(`Your role (${role}) cannot configure out-of-band management`);
+        await expect(view.panel).toContainText(`Your role (${label}) cannot configure out-of-band management`);
         await screenshot(userPage, testInfo, `02-${role}-host-page`);
 
         // The console withholds the action; the server refuses it too.

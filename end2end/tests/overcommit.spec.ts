@@ -405,7 +405,7 @@ test.describe.serial('starting a VM that would overcommit the pool', () => {
     // Why only Cancel, in a sentence on the dialog itself.
     await expect(
       dialog.getByText(
-        'Your role (vm-operator) cannot proceed past an overcommit warning or lower the host failure limit; only pool ' +
+        'Your role (VM operator) cannot proceed past an overcommit warning or lower the host failure limit; only pool ' +
           'operators and pool admins can. You can only cancel, or ask one of them.',
       ),
     ).toBeVisible();
