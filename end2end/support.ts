@@ -1,6 +1,13 @@
 // What the specs share: the demo's address and admin password (set by `cargo xtask test`), signing in,
 // navigation, screenshots and small API helpers. Lives outside tests/ so Playwright does not run it.
-import { expect, type APIRequestContext, type Locator, type Page, type TestInfo } from '@playwright/test';
+import {
+  expect,
+  request as playwrightRequest,
+  type APIRequestContext,
+  type Locator,
+  type Page,
+  type TestInfo,
+} from '@playwright/test';
 
 export const baseURL = process.env.PARAPET_URL ?? '';
 export const adminPassword = process.env.PARAPET_ADMIN_PASSWORD ?? '';
@@ -44,4 +51,21 @@ export async function getJson<T>(request: APIRequestContext, path: string): Prom
   const response = await request.get(path);
   expect(response.ok(), `GET ${path}: ${response.status()} ${await response.text()}`).toBeTruthy();
   return (await response.json()) as T;
+}
+
+/** An API client of its own (own cookie jar) signed in as `username`; dispose it when done. */
+export async function apiAs(username: string, password: string): Promise<APIRequestContext> {
+  const api = await playwrightRequest.newContext({ baseURL });
+  const login = await api.post('/api/v1/auth/login', { headers: csrf, data: { username, password } });
+  expect(login.ok(), `sign-in of ${username}: ${login.status()} ${await login.text()}`).toBeTruthy();
+  return api;
+}
+
+/** Picks the option of `select` whose text contains `text` (option texts often carry extra facts). */
+export async function chooseOption(select: Locator, text: string) {
+  const option = select.locator('option', { hasText: text }).first();
+  await expect(option).toHaveCount(1);
+  const value = await option.getAttribute('value');
+  expect(value, `option "${text}" has no value`).toBeTruthy();
+  await select.selectOption(value!);
 }
