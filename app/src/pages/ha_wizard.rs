@@ -290,7 +290,8 @@ pub fn role_note(step: Step) -> Option<String> {
     let ability = step.needs()?;
     let session = Session::expect();
     session.may_untracked(ability).err()?;
-    let role = untrack(|| session.role()).map(|role| role.as_str().to_owned()).unwrap_or_default();
+    let role =
+        untrack(|| session.role()).map(|role| crate::pages::account::role_name(role).to_owned()).unwrap_or_default();
     Some(match step {
         Step::Zone | Step::Cluster => tf(
             "Your role ({role}) can see this step but not take it: switching HA needs a pool operator or a pool admin.",
