@@ -164,9 +164,11 @@ async function restorePool(): Promise<string[]> {
       for (const vm of tests) {
         if (['running', 'starting', 'unknown'].includes(vm.state)) await send(admin, 'post', `/api/v1/vms/${vm.id}/stop`);
       }
-      await expect
-        .poll(async () => (await vms()).filter((vm) => tests.some((t) => t.id === vm.id) && !['stopped', 'error'].includes(vm.state)).map((vm) => `${vm.name} ${vm.state}`), { timeout: 60_000 })
-        .toEqual([]);
+      const stillUp = async () =>
+        (await vms())
+          .filter((vm) => tests.some((test) => test.id === vm.id) && !['stopped', 'error'].includes(vm.state))
+          .map((vm) => `${vm.name} ${vm.state}`);
+      await expect.poll(stillUp, { timeout: 60_000 }).toEqual([]);
       for (const vm of tests) await send(admin, 'delete', `/api/v1/vms/${vm.id}`);
     });
 
@@ -587,7 +589,8 @@ test.describe('the HA setup wizard', () => {
     await page.goto(`/ha/setup?step=1&zone=${zone.id}&cluster=${cluster.id}&host=${host.id}`);
     const heading = page.locator('#ha-wizard-heading');
     const note = page.getByTestId('ha-wizard-role-note');
-    const roleNeeded = /pool operator or a pool admin/;
+    // "Your role (VM operator) can see this step but not take it: … needs a pool operator or a pool admin."
+    const roleNeeded = /^Your role \(VM operator\) can see this step but not take it: .* needs a pool operator or a pool admin\.$/;
     const open = async (n: number) => {
       await page.getByTestId(`ha-wizard-stepper-${n}`).getByRole('link').click();
       await expect(page.getByTestId(`ha-wizard-step-${n}`)).toBeVisible();
