@@ -36,6 +36,8 @@ pub struct Needs {
 
 /// Debian packages of the tests' real peers, each with the program that shows it is there.
 const PEER_PACKAGES: [(&str, &str); 2] = [("openipmi", "/usr/bin/ipmi_sim"), ("ipmitool", "/usr/bin/ipmitool")];
+/// A file of Debian's `fonts-nanum` (Hangul), for the console's Korean in Chromium.
+const KOREAN_FONT: &str = "/usr/share/fonts/truetype/nanum/NanumGothic.ttf";
 /// PyPI packages of the tests' real peers, pinned.
 const PYTHON_REQUIREMENTS: &str = "requirements-test.txt";
 
@@ -47,6 +49,13 @@ pub fn ensure(ctx: &Ctx, needs: &Needs) -> Result<()> {
         match proc::probe(ctx.command(CHROMIUM).arg("--version")) {
             Some(version) => println!("xtask: chromium: present ({version})"),
             None => apt_packages.push("chromium"),
+        }
+        // The console speaks Korean too: without a Hangul font Chromium draws empty boxes (the
+        // Korean end-to-end screenshots would show nothing readable).
+        if std::path::Path::new(KOREAN_FONT).exists() {
+            println!("xtask: fonts-nanum: present ({KOREAN_FONT})");
+        } else {
+            apt_packages.push("fonts-nanum");
         }
     }
     if needs.postgres_package {
