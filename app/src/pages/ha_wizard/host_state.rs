@@ -3,6 +3,7 @@
 //! page that fixes it. Reading only: every role may look.
 
 use super::{Step, Wizard, step_href};
+use crate::components::ha_state::state_text;
 use crate::components::table::{DataTable, EmptyRow};
 use crate::i18n::{server_text, t, tf};
 use crate::store::Store;
@@ -19,22 +20,6 @@ pub fn host_state_done(wizard: Wizard) -> bool {
         && store
             .host_ha
             .with(|known| hosts.iter().all(|host| known.get(host).is_some_and(|ha| ha.state == HostHaState::Available)))
-}
-
-/// The state in words (translated).
-pub fn state_word(state: HostHaState) -> &'static str {
-    match state {
-        HostHaState::Disabled => t("Disabled"),
-        HostHaState::Ineligible => t("Ineligible"),
-        HostHaState::Available => t("Available"),
-        HostHaState::Suspect => t("Suspect"),
-        HostHaState::Checking => t("Checking"),
-        HostHaState::Degraded => t("Degraded"),
-        HostHaState::Recovering => t("Recovering"),
-        HostHaState::Recovered => t("Recovered"),
-        HostHaState::Fencing => t("Fencing"),
-        HostHaState::Fenced => t("Fenced"),
-    }
 }
 
 /// Where a host that is not Available gets fixed: the wizard's step, or a page.
@@ -180,7 +165,7 @@ pub fn HostStateStep(wizard: Wizard) -> impl IntoView {
                                                 let word = ha.state.as_str();
                                                 view! {
                                                     <span class=format!("badge badge-ha badge-ha-{word}") data-ha-state=word>
-                                                        {state_word(ha.state)}
+                                                        {state_text(ha.state)}
                                                     </span>
                                                 }
                                                     .into_any()

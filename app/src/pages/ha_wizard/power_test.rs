@@ -19,7 +19,7 @@ use crate::api_client;
 use crate::components::badges::VmStateBadge;
 use crate::components::dialog::{Dialog, FormError, focus_when_mounted};
 use crate::components::format;
-use crate::components::ha_state::HaStateBadge;
+use crate::components::ha_state::{HaStateBadge, state_text};
 use crate::i18n::{server_text, t, tf};
 use crate::session::{Ability, Session};
 use crate::store::Store;
@@ -78,22 +78,6 @@ fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 
 fn seconds_text(seconds: f64) -> String {
     tf("{seconds} s", &[("seconds", &format!("{:.0}", seconds.max(0.0)))])
-}
-
-/// The host's HA state in words.
-fn state_word(state: HostHaState) -> &'static str {
-    match state {
-        HostHaState::Disabled => t("Disabled"),
-        HostHaState::Ineligible => t("Ineligible"),
-        HostHaState::Available => t("Available"),
-        HostHaState::Suspect => t("Suspect"),
-        HostHaState::Checking => t("Checking"),
-        HostHaState::Degraded => t("Degraded"),
-        HostHaState::Recovering => t("Recovering"),
-        HostHaState::Recovered => t("Recovered"),
-        HostHaState::Fencing => t("Fencing"),
-        HostHaState::Fenced => t("Fenced"),
-    }
 }
 
 /// Bringing the host back after the test.
@@ -510,7 +494,7 @@ pub fn PowerTestStep(wizard: Wizard) -> impl IntoView {
                 let done = step.is_some();
                 view! {
                     <li class="wizard-milestone" class:wizard-milestone-reached=done data-ha-milestone=state.as_str() data-reached=done.to_string()>
-                        <span class="wizard-milestone-state">{state_word(state)}</span>
+                        <span class="wizard-milestone-state">{state_text(state)}</span>
                         <span class="wizard-milestone-time">
                             {step.map(|step| seconds_text(step.seconds)).unwrap_or_else(|| "—".to_owned())}
                         </span>
