@@ -3,76 +3,14 @@
 //! (204), which `GET /auth/me` and the next sign-in answer; an unknown language is a 400 naming the
 //! field; without a session it is a 401; every call is in the audit log.
 
-use server::config::ServerArgs;
-use std::path::Path;
+#[path = "support/api_client.rs"]
+mod api_client;
+
+use api_client::{Browser, PostgresDatabase, TestServer};
 
 const ADMIN_PASSWORD: &str = "language-admin-1";
 
-struct TestServer {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl TestServer {
-    async fn start(data_dir: &Path, database_url: Option<&str>) -> TestServer {
-        let args = ServerArgs {
-            listen: Some("127.0.0.1:0".into()),
-            data_dir: Some(data_dir.to_owned()),
-            database_url: database_url.map(str::to_owned),
-            ..Default::default()
-        };
-        let server = server::Server::prepare(&args.resolve().unwrap(), Some(ADMIN_PASSWORD.into())).await.unwrap();
-        let base = format!("http://{}", server.local_addr);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
-        TestServer { base, stop: Some(stop), task: Some(task) }
-    }
-
-    /// A browser of its own (cookie jar), not signed in.
-    fn browser(&self) -> Browser {
-        Browser { base: self.base.clone(), client: reqwest::Client::builder().cookie_store(true).build().unwrap() }
-    }
-
-    async fn signed_in(&self, username: &str, password: &str) -> (Browser, serde_json::Value) {
-        let browser = self.browser();
-        let (status, me) = browser
-            .call("POST", "/auth/login", Some(serde_json::json!({"username": username, "password": password})))
-            .await;
-        assert_eq!(status, 200, "sign-in as {username}: {me}");
-        (browser, me)
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-}
-
-struct Browser {
-    base: String,
-    client: reqwest::Client,
-}
-
 impl Browser {
-    async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-        let url = format!("{}/api/v1{path}", self.base);
-        let mut request = self.client.request(method.parse().unwrap(), url).header(api::v1::CSRF_HEADER, "1");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
-    }
-
     async fn set_language(&self, language: &str) -> (u16, serde_json::Value) {
         self.call("PUT", "/account/language", Some(serde_json::json!({ "language": language }))).await
     }
@@ -148,26 +86,17 @@ async fn check_language_is_remembered_per_user(server: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn language_is_remembered_per_user_on_sqlite() {
     let data = tempfile::tempdir().unwrap();
-    let server = TestServer::start(data.path(), None).await;
+    let server = TestServer::start(data.path(), None, ADMIN_PASSWORD).await;
     check_language_is_remembered_per_user(&server).await;
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn language_is_remembered_per_user_on_postgresql() {
-    sqlx::any::install_default_drivers();
-    let admin_url = std::env::var("PARAPET_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let admin = sqlx::AnyPool::connect(&admin_url).await.expect("PostgreSQL is required for this test");
-    let name = format!("parapet_language_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-
+    let database = PostgresDatabase::create("parapet_language").await;
     let data = tempfile::tempdir().unwrap();
-    let server = TestServer::start(data.path(), Some(&url)).await;
+    let server = TestServer::start(data.path(), Some(&database.url), ADMIN_PASSWORD).await;
     check_language_is_remembered_per_user(&server).await;
     server.stop().await;
-
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await.unwrap();
-    admin.close().await;
+    database.drop().await;
 }

@@ -4,79 +4,38 @@
 //! and resume; a VM operator may not. On a real server over SQLite and over PostgreSQL.
 
 use api::v1::{Alert, AlertSeverity, alert_kind};
-use server::config::ServerArgs;
+#[path = "support/api_client.rs"]
+mod api_client;
+
+use api_client::{Browser, PostgresDatabase, TestServer};
 use std::path::Path;
 
 const ADMIN_PASSWORD: &str = "pause-admin-1";
 
-struct TestServer {
-    base: String,
+/// A served server with one zone and two clusters in it, all with HA off.
+struct PausePool {
+    server: TestServer,
     zone: api::ZoneId,
     cluster: api::ClusterId,
     other: api::ClusterId,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-impl TestServer {
-    async fn start(data_dir: &Path, database_url: Option<&str>) -> TestServer {
-        let args = ServerArgs {
-            listen: Some("127.0.0.1:0".into()),
-            data_dir: Some(data_dir.to_owned()),
-            database_url: database_url.map(str::to_owned),
-            ..Default::default()
-        };
-        let server = server::Server::prepare(&args.resolve().unwrap(), Some(ADMIN_PASSWORD.into())).await.unwrap();
+impl PausePool {
+    async fn start(data_dir: &Path, database_url: Option<&str>) -> PausePool {
+        let server = api_client::prepare(data_dir, database_url, ADMIN_PASSWORD).await;
         let db = &server.state.db;
         let zone = db.zone_insert("zone-p", "pause-token-hash").await.unwrap();
         let cluster = db.cluster_insert(zone.id, "cluster-p").await.unwrap();
         let other = db.cluster_insert(zone.id, "cluster-q").await.unwrap();
-        let base = format!("http://{}", server.local_addr);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
-        TestServer { base, zone: zone.id, cluster: cluster.id, other: other.id, stop: Some(stop), task: Some(task) }
+        PausePool { server: TestServer::serve(server), zone: zone.id, cluster: cluster.id, other: other.id }
     }
 
     async fn signed_in(&self, username: &str, password: &str) -> Browser {
-        let browser =
-            Browser { base: self.base.clone(), client: reqwest::Client::builder().cookie_store(true).build().unwrap() };
-        let (status, me) = browser
-            .call("POST", "/auth/login", Some(serde_json::json!({"username": username, "password": password})))
-            .await;
-        assert_eq!(status, 200, "sign-in as {username}: {me}");
-        browser
+        self.server.signed_in(username, password).await.0
     }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-}
-
-struct Browser {
-    base: String,
-    client: reqwest::Client,
 }
 
 impl Browser {
-    async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-        let url = format!("{}/api/v1{path}", self.base);
-        let mut request = self.client.request(method.parse().unwrap(), url).header(api::v1::CSRF_HEADER, "1");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
-    }
-
     async fn switch(&self, path: String, enabled: bool) -> u16 {
         let (status, body) = self.call("PUT", &path, Some(serde_json::json!({ "enabled": enabled }))).await;
         assert!(status == 200 || status == 403, "{path}: {status} {body}");
@@ -98,7 +57,7 @@ impl Browser {
     }
 }
 
-async fn check_pause_reminder(server: &TestServer) {
+async fn check_pause_reminder(server: &PausePool) {
     let admin = server.signed_in("admin", ADMIN_PASSWORD).await;
     for (name, role) in [("operator", "pool-operator"), ("vmop", "vm-operator")] {
         let body = serde_json::json!({"username": name, "password": "pause-pass-1", "role": role});
@@ -166,26 +125,17 @@ async fn check_pause_reminder(server: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pausing_cluster_ha_raises_a_reminder_on_sqlite() {
     let data = tempfile::tempdir().unwrap();
-    let server = TestServer::start(data.path(), None).await;
-    check_pause_reminder(&server).await;
-    server.stop().await;
+    let pool = PausePool::start(data.path(), None).await;
+    check_pause_reminder(&pool).await;
+    pool.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pausing_cluster_ha_raises_a_reminder_on_postgresql() {
-    sqlx::any::install_default_drivers();
-    let admin_url = std::env::var("PARAPET_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let admin = sqlx::AnyPool::connect(&admin_url).await.expect("PostgreSQL is required for this test");
-    let name = format!("parapet_pause_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-
+    let database = PostgresDatabase::create("parapet_pause").await;
     let data = tempfile::tempdir().unwrap();
-    let server = TestServer::start(data.path(), Some(&url)).await;
-    check_pause_reminder(&server).await;
-    server.stop().await;
-
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await.unwrap();
-    admin.close().await;
+    let pool = PausePool::start(data.path(), Some(&database.url)).await;
+    check_pause_reminder(&pool).await;
+    pool.server.stop().await;
+    database.drop().await;
 }
