@@ -114,9 +114,7 @@ fn ZoneNode(id: ZoneId) -> impl IntoView {
     let zone = Memo::new(move |_| store.zone(id));
     let unplaced = move || store.vm_ids(|vm| vm.zone_id == id && vm.host_id.is_none());
     view! {
-        <li class="tree-node tree-zone">
-            <details open>
-                <summary>
+        <TreeBranch class="tree-zone" name=Signal::derive(move || zone.with(|zone| zone.as_ref().map(|zone| zone.name.clone()).unwrap_or_default())) head=move || view! {
                     <span class="tree-kind">{t("Zone")}</span>
                     {move || {
                         zone.get()
@@ -130,7 +128,7 @@ fn ZoneNode(id: ZoneId) -> impl IntoView {
                                 }
                             })
                     }}
-                </summary>
+                }>
                 <ul class="tree">
                     <For
                         each=move || store.cluster_ids(Some(id))
@@ -150,8 +148,7 @@ fn ZoneNode(id: ZoneId) -> impl IntoView {
                         </li>
                     </Show>
                 </ul>
-            </details>
-        </li>
+        </TreeBranch>
     }
 }
 
@@ -161,9 +158,7 @@ fn ClusterNode(id: ClusterId) -> impl IntoView {
     let cluster = Memo::new(move |_| store.cluster(id));
     let hosts = Memo::new(move |_| store.host_counts(|host| host.cluster_id == id));
     view! {
-        <li class="tree-node tree-cluster">
-            <details open>
-                <summary>
+        <TreeBranch class="tree-cluster" name=Signal::derive(move || cluster.with(|cluster| cluster.as_ref().map(|cluster| cluster.name.clone()).unwrap_or_default())) head=move || view! {
                     <span class="tree-kind">{t("Cluster")}</span>
                     {move || {
                         cluster.get()
@@ -189,7 +184,7 @@ fn ClusterNode(id: ClusterId) -> impl IntoView {
                             tf("{connected}/{total} hosts connected", &[("connected", &connected.to_string()), ("total", &total.to_string())])
                         }}
                     </span>
-                </summary>
+                }>
                 <ul class="tree">
                     <For
                         each=move || store.host_ids(Some(id))
@@ -197,8 +192,7 @@ fn ClusterNode(id: ClusterId) -> impl IntoView {
                         children=|id| view! { <HostNode id /> }
                     />
                 </ul>
-            </details>
-        </li>
+        </TreeBranch>
     }
 }
 
@@ -208,9 +202,7 @@ fn HostNode(id: HostId) -> impl IntoView {
     let host = Memo::new(move |_| store.host(id));
     let vm_counts = Memo::new(move |_| store.host_vm_counts(id));
     view! {
-        <li class="tree-node tree-host">
-            <details open>
-                <summary>
+        <TreeBranch class="tree-host" name=Signal::derive(move || host.with(|host| host.as_ref().map(|host| host.name.clone()).unwrap_or_default())) head=move || view! {
                     <span class="tree-kind">{t("Host")}</span>
                     {move || {
                         host.get()
@@ -234,7 +226,7 @@ fn HostNode(id: HostId) -> impl IntoView {
                             tf("{running}/{total} VMs running", &[("running", &running.to_string()), ("total", &total.to_string())])
                         }}
                     </span>
-                </summary>
+                }>
                 <ul class="tree-vms">
                     <For
                         each=move || store.vm_ids(|vm| vm.host_id == Some(id))
@@ -242,8 +234,7 @@ fn HostNode(id: HostId) -> impl IntoView {
                         children=|id| view! { <VmLeaf id /> }
                     />
                 </ul>
-            </details>
-        </li>
+        </TreeBranch>
     }
 }
 
@@ -260,5 +251,35 @@ fn VmLeaf(id: VmId) -> impl IntoView {
                 </li>
             }
         })
+    }
+}
+
+/// One branch of the tree: a row with a show/hide button and the node's own line (name, flags and
+/// links, `head`), then its children. Not `<details>`: a `<summary>` may hold no links, and each row
+/// links to its object.
+#[component]
+fn TreeBranch(
+    class: &'static str,
+    #[prop(into)] name: Signal<String>,
+    #[prop(into)] head: ViewFn,
+    children: Children,
+) -> impl IntoView {
+    let open = RwSignal::new(true);
+    view! {
+        <li class=format!("tree-node {class}")>
+            <div class="tree-row">
+                <button
+                    type="button"
+                    class="tree-toggle"
+                    aria-expanded=move || if open.get() { "true" } else { "false" }
+                    aria-label=move || name.with(|name| tf("Show or hide what {name} holds", &[("name", name)]))
+                    on:click=move |_| open.update(|open| *open = !*open)
+                ></button>
+                {head.run()}
+            </div>
+            <div class="tree-body" hidden=move || !open.get()>
+                {children()}
+            </div>
+        </li>
     }
 }
