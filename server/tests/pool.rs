@@ -263,7 +263,9 @@ async fn power_loss_disconnects_the_host_and_power_on_brings_it_back() {
     assert_eq!(response.status(), 409);
 
     host.power_on();
-    eventually("kvm-a2 reconnects and reports its VM gone", 15, || async {
+    // A fresh agent registers within a second or two; 30 s leaves room for a machine loaded by other
+    // test binaries (a CI run once took longer than 15 s while builds ran beside it).
+    eventually("kvm-a2 reconnects and reports its VM gone", 30, || async {
         let hosts = context.hosts().await;
         let host = hosts.iter().find(|host| host.name == "kvm-a2")?;
         let vm = context.vm(vm.id).await;
