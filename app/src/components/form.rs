@@ -75,7 +75,8 @@ pub fn ChoiceSelect(
     }
 }
 
-/// A labelled text (or `kind="number"`) input bound to `value`.
+/// A labelled text (or `kind="number"`) input bound to `value`. With `error`, a message about the
+/// field shows under it, tied to the input (`aria-invalid`, `aria-describedby`).
 #[component]
 pub fn TextField(
     #[prop(into)] id: String,
@@ -85,9 +86,16 @@ pub fn TextField(
     #[prop(optional, into)] placeholder: Option<String>,
     #[prop(optional)] autofocus: bool,
     #[prop(optional)] disabled: bool,
+    #[prop(optional, into)] error: Option<Signal<Option<&'static str>>>,
 ) -> impl IntoView {
+    let error = move || error.and_then(|error| error.get());
+    let error_id = format!("{id}-error");
+    let described = {
+        let error_id = error_id.clone();
+        move || error().is_some().then(|| error_id.clone())
+    };
     view! {
-        <div class="field">
+        <div class="field" class:field-invalid=move || error().is_some()>
             <label for=id.clone()>{label}</label>
             <input
                 id=id
@@ -97,7 +105,10 @@ pub fn TextField(
                 autofocus=autofocus
                 disabled=disabled
                 bind:value=value
+                aria-invalid=move || error().is_some().then_some("true")
+                aria-describedby=described
             />
+            {move || error().map(|message| view! { <span id=error_id.clone() class="field-error">{message}</span> })}
         </div>
     }
 }

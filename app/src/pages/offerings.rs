@@ -201,6 +201,17 @@ struct OfferingForm {
     offer_ha: bool,
 }
 
+/// The server's limits on an offering's fields (`server/src/app/offerings.rs`), checked before sending.
+pub const NAME_BYTES: std::ops::RangeInclusive<usize> = 1..=64;
+pub const CPU_CORES: std::ops::RangeInclusive<u32> = 1..=256;
+pub const CPU_MHZ: std::ops::RangeInclusive<u32> = 100..=10_000;
+pub const MEMORY_MB: std::ops::RangeInclusive<u64> = 64..=4 * 1024 * 1024;
+
+/// `text` as a number within `range`, or `None`.
+pub fn number_in<T: std::str::FromStr + PartialOrd>(text: &str, range: &std::ops::RangeInclusive<T>) -> Option<T> {
+    text.trim().parse::<T>().ok().filter(|value| range.contains(value))
+}
+
 fn valid_tag(tag: &str) -> bool {
     tag.len() <= 64 && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
@@ -208,15 +219,15 @@ fn valid_tag(tag: &str) -> bool {
 /// Checks the fields as the server does and builds the offering, or says which field is wrong.
 fn offering_request(form: OfferingForm) -> Result<CreateOfferingRequest, String> {
     let name = form.name.trim().to_owned();
-    if name.is_empty() || name.len() > 64 {
+    if !NAME_BYTES.contains(&name.len()) {
         return Err(t("Name: give 1 to 64 characters.").to_owned());
     }
-    let number = |text: &str, range: std::ops::RangeInclusive<u64>, message: &'static str| {
-        text.trim().parse::<u64>().ok().filter(|value| range.contains(value)).ok_or_else(|| t(message).to_owned())
-    };
-    let cpu_cores = number(&form.cpu_cores, 1..=256, t("CPU cores: give a whole number from 1 to 256."))?;
-    let cpu_mhz = number(&form.cpu_mhz, 100..=10_000, t("CPU speed (MHz): give the speed of one core, 100 to 10000."))?;
-    let memory_mb = number(&form.memory_mb, 64..=4 * 1024 * 1024, t("Memory (MB): give 64 to 4194304 megabytes."))?;
+    let cpu_cores = number_in(&form.cpu_cores, &CPU_CORES)
+        .ok_or_else(|| t("CPU cores: give a whole number from 1 to 256.").to_owned())?;
+    let cpu_mhz = number_in(&form.cpu_mhz, &CPU_MHZ)
+        .ok_or_else(|| t("CPU speed (MHz): give the speed of one core, 100 to 10000.").to_owned())?;
+    let memory_mb = number_in(&form.memory_mb, &MEMORY_MB)
+        .ok_or_else(|| t("Memory (MB): give 64 to 4194304 megabytes.").to_owned())?;
     let mut host_tags: Vec<String> = Vec::new();
     for tag in form.host_tags.split(',').map(str::trim).filter(|tag| !tag.is_empty()) {
         if !valid_tag(tag) {
@@ -229,9 +240,8 @@ fn offering_request(form: OfferingForm) -> Result<CreateOfferingRequest, String>
     Ok(CreateOfferingRequest {
         name,
         description: form.description.trim().to_owned(),
-        // The ranges above keep both within u32.
-        cpu_cores: u32::try_from(cpu_cores).unwrap_or(u32::MAX),
-        cpu_mhz: u32::try_from(cpu_mhz).unwrap_or(u32::MAX),
+        cpu_cores,
+        cpu_mhz,
         memory_mb,
         host_tags,
         offer_ha: form.offer_ha,

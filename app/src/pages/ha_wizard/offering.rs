@@ -7,9 +7,10 @@
 use super::Wizard;
 use crate::api_client::{self, ClientError};
 use crate::components::dialog::FormError;
-use crate::components::form::{Choice, ChoiceSelect};
+use crate::components::form::{Choice, ChoiceSelect, TextField};
 use crate::components::format;
 use crate::i18n::{server_text, t, tf};
+use crate::pages::offerings::{CPU_CORES, CPU_MHZ, MEMORY_MB, NAME_BYTES, number_in};
 use crate::session::{Ability, Session};
 use api::OfferingId;
 use api::v1::{ComputeOffering, CreateOfferingRequest};
@@ -62,26 +63,22 @@ impl FieldErrors {
     }
 }
 
-fn number_in<T: std::str::FromStr + PartialOrd>(text: &str, low: T, high: T) -> Option<T> {
-    text.trim().parse::<T>().ok().filter(|value| *value >= low && *value <= high)
-}
-
 /// Checks the fields as the server does (`app/offerings.rs`) and builds the request with "offer HA" on.
 pub fn offering_request(form: &OfferingForm) -> Result<CreateOfferingRequest, FieldErrors> {
     let mut errors = FieldErrors::default();
     let name = form.name.trim();
-    if name.is_empty() || name.len() > 64 {
+    if !NAME_BYTES.contains(&name.len()) {
         errors.name = Some(t("Give a name of 1 to 64 characters."));
     }
-    let cpu_cores = number_in(&form.cpu_cores, 1u32, 256);
+    let cpu_cores = number_in(&form.cpu_cores, &CPU_CORES);
     if cpu_cores.is_none() {
         errors.cpu_cores = Some(t("Give a whole number of cores from 1 to 256."));
     }
-    let cpu_mhz = number_in(&form.cpu_mhz, 100u32, 10_000);
+    let cpu_mhz = number_in(&form.cpu_mhz, &CPU_MHZ);
     if cpu_mhz.is_none() {
         errors.cpu_mhz = Some(t("Give the speed of one core, from 100 to 10000 MHz."));
     }
-    let memory_mb = number_in(&form.memory_mb, 64u64, 4 * 1024 * 1024);
+    let memory_mb = number_in(&form.memory_mb, &MEMORY_MB);
     if memory_mb.is_none() {
         errors.memory_mb = Some(t("Give the memory in MB, from 64 to 4194304."));
     }
@@ -121,48 +118,6 @@ fn offering_label(offering: &ComputeOffering) -> String {
         offering.cpu_mhz,
         format::memory(offering.memory_mb)
     )
-}
-
-/// One labelled input with its error tied to it (`aria-describedby`, `aria-invalid`).
-#[component]
-fn Field(
-    id: &'static str,
-    label: &'static str,
-    value: RwSignal<String>,
-    #[prop(into)] error: Signal<Option<&'static str>>,
-    #[prop(default = "text")] kind: &'static str,
-    #[prop(optional)] hint: Option<&'static str>,
-) -> impl IntoView {
-    let error_id = format!("{id}-error");
-    let hint_id = format!("{id}-hint");
-    let described = {
-        let (error_id, hint_id) = (error_id.clone(), hint_id.clone());
-        move || {
-            let mut ids = Vec::new();
-            if hint.is_some() {
-                ids.push(hint_id.clone());
-            }
-            if error.get().is_some() {
-                ids.push(error_id.clone());
-            }
-            (!ids.is_empty()).then(|| ids.join(" "))
-        }
-    };
-    view! {
-        <div class="field" class:field-invalid=move || error.get().is_some()>
-            <label for=id>{label}</label>
-            <input
-                id=id
-                type=kind
-                autocomplete="off"
-                bind:value=value
-                aria-invalid=move || error.get().is_some().then_some("true")
-                aria-describedby=described
-            />
-            {hint.map(|hint| view! { <span id=hint_id class="field-hint">{hint}</span> })}
-            {move || error.get().map(|message| view! { <span id=error_id.clone() class="field-error">{message}</span> })}
-        </div>
-    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -301,27 +256,27 @@ pub fn OfferingStep(wizard: Wizard) -> impl IntoView {
         let create_form = move || {
             view! {
                 <form class="wizard-form" on:submit=on_create novalidate>
-                    <Field id="wizard-offering-name" label=t("Name") value=name error=Signal::derive(move || errors.get().name) />
+                    <TextField id="wizard-offering-name" label=t("Name") value=name error=Signal::derive(move || errors.get().name) />
                     <div class="field">
                         <label for="wizard-offering-description">{t("Description")}</label>
                         <input id="wizard-offering-description" type="text" autocomplete="off" bind:value=description />
                     </div>
                     <div class="field-row">
-                        <Field
+                        <TextField
                             id="wizard-offering-cores"
                             label=t("CPU cores")
                             kind="number"
                             value=cpu_cores
                             error=Signal::derive(move || errors.get().cpu_cores)
                         />
-                        <Field
+                        <TextField
                             id="wizard-offering-mhz"
                             label=t("CPU (MHz per core)")
                             kind="number"
                             value=cpu_mhz
                             error=Signal::derive(move || errors.get().cpu_mhz)
                         />
-                        <Field
+                        <TextField
                             id="wizard-offering-memory"
                             label=t("Memory (MB)")
                             kind="number"
@@ -431,8 +386,7 @@ mod tests {
         let errors = offering_request(&form).unwrap_err();
         assert!(errors.name.is_some() && errors.cpu_cores.is_some());
         assert!(errors.cpu_mhz.is_some() && errors.memory_mb.is_some());
-        let mut one = OfferingForm::default();
-        one.cpu_mhz = "99".into();
+        let one = OfferingForm { cpu_mhz: "99".into(), ..OfferingForm::default() };
         let errors = offering_request(&one).unwrap_err();
         assert_eq!((errors.name, errors.cpu_mhz.is_some()), (None, true));
     }
