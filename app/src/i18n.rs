@@ -338,7 +338,7 @@ fn set_document_lang(lang: Lang) {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     fn placeholders(text: &str) -> BTreeSet<String> {
         split_template(Box::leak(text.to_owned().into_boxed_str()))
@@ -347,18 +347,32 @@ mod tests {
             .collect()
     }
 
-    /// The English texts of every `t("…")` and `tf("…"` call under `dir`.
-    fn texts_in(dir: &Path, out: &mut Vec<(String, String)>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                texts_in(&path, out);
+    /// Every `.rs` file of the console's sources, with its text.
+    fn console_sources() -> Vec<(PathBuf, String)> {
+        fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|ext| ext == "rs") {
+                    let source = std::fs::read_to_string(&path).unwrap();
+                    out.push((path, source));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+        out
+    }
+
+    /// The English texts of every `t("…")` and `tf("…"` call in the console (outside this file), each
+    /// with its file.
+    fn translated_texts() -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (path, source) in console_sources() {
+            if path.ends_with("i18n.rs") {
                 continue;
             }
-            if path.extension().is_none_or(|ext| ext != "rs") || path.ends_with("i18n.rs") {
-                continue;
-            }
-            let source = std::fs::read_to_string(&path).unwrap();
             for opener in ["t(", "tf("] {
                 let mut rest = source.as_str();
                 while let Some(at) = rest.find(opener) {
@@ -387,13 +401,12 @@ mod tests {
                 }
             }
         }
+        out
     }
 
     #[test]
     fn catalog_covers_every_text() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut texts = Vec::new();
-        texts_in(&src, &mut texts);
+        let texts = translated_texts();
         assert!(texts.len() > 50, "found only {} t()/tf() calls; is the scan broken?", texts.len());
         let catalog = ko_catalog();
         let missing: BTreeSet<String> = texts
@@ -424,49 +437,37 @@ mod tests {
             "HTTPS",
             "HTTP",
         ];
-        fn scan(dir: &Path, out: &mut Vec<String>) {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    scan(&path, out);
+        let mut found = Vec::new();
+        for (path, source) in console_sources() {
+            // Tests (at the end of a file) may spell texts out.
+            let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+            for (number, line) in code.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
                     continue;
                 }
-                if path.extension().is_none_or(|ext| ext != "rs") {
-                    continue;
-                }
-                let source = std::fs::read_to_string(&path).unwrap();
-                // Tests (at the end of a file) may spell texts out.
-                let code = source.split("#[cfg(test)]").next().unwrap_or_default();
-                for (number, line) in code.lines().enumerate() {
-                    if line.trim_start().starts_with("//") {
-                        continue;
+                let mut literals = Vec::new();
+                let mut rest = line;
+                while let Some(at) = rest.find('"') {
+                    let before = rest[..at].trim_end();
+                    let Some(end) = rest[at + 1..].find('"') else { break };
+                    let literal = &rest[at + 1..at + 1 + end];
+                    let is_text_node = before.ends_with('>') && !before.ends_with("=>");
+                    let is_text_attribute = ["title=", "aria-label=", "placeholder=", "alt="]
+                        .iter()
+                        .any(|attribute| before.ends_with(attribute));
+                    if (is_text_node || is_text_attribute)
+                        && literal.chars().any(char::is_alphabetic)
+                        && !UNTRANSLATED.contains(&literal)
+                    {
+                        literals.push(literal.to_owned());
                     }
-                    let mut literals = Vec::new();
-                    let mut rest = line;
-                    while let Some(at) = rest.find('"') {
-                        let before = rest[..at].trim_end();
-                        let Some(end) = rest[at + 1..].find('"') else { break };
-                        let literal = &rest[at + 1..at + 1 + end];
-                        let is_text_node = before.ends_with('>') && !before.ends_with("=>");
-                        let is_text_attribute = ["title=", "aria-label=", "placeholder=", "alt="]
-                            .iter()
-                            .any(|attribute| before.ends_with(attribute));
-                        if (is_text_node || is_text_attribute)
-                            && literal.chars().any(char::is_alphabetic)
-                            && !UNTRANSLATED.contains(&literal)
-                        {
-                            literals.push(literal.to_owned());
-                        }
-                        rest = &rest[at + 1 + end + 1..];
-                    }
-                    out.extend(
-                        literals.into_iter().map(|literal| format!("{}:{}: {literal:?}", path.display(), number + 1)),
-                    );
+                    rest = &rest[at + 1 + end + 1..];
                 }
+                found.extend(
+                    literals.into_iter().map(|literal| format!("{}:{}: {literal:?}", path.display(), number + 1)),
+                );
             }
         }
-        let mut found = Vec::new();
-        scan(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut found);
         assert!(found.is_empty(), "texts that are not translated (use t/tf):\n{}", found.join("\n"));
     }
 
