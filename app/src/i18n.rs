@@ -15,6 +15,7 @@
 //! signed in, on the person's account, so it follows them to another browser.
 
 use leptos::prelude::*;
+use leptos::wasm_split::SplitLoaderError;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -112,9 +113,49 @@ fn parse(name: &str, text: &str) -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
+/// The Korean texts, parsed.
+struct Korean {
+    texts: HashMap<&'static str, &'static str>,
+    server: (HashMap<&'static str, &'static str>, Vec<Template>),
+}
+
+static KOREAN: OnceLock<Korean> = OnceLock::new();
+
+/// The catalog files (name, JSON) and the server templates (JSON).
+type KoreanSources = (&'static [(&'static str, &'static str)], &'static str);
+
+/// The Korean catalog files travel in a wasm module of their own (`korean`), downloaded only when
+/// Korean is chosen: together they are about a tenth of the console's code.
+#[leptos::wasm_split::wasm_split(korean, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn korean_sources() -> Result<KoreanSources, SplitLoaderError> {
+    Ok((KO_FILES, KO_SERVER))
+}
+
+/// Downloads and parses the Korean texts (once; a failure is retried on the next call).
+pub async fn load_korean() -> Result<(), SplitLoaderError> {
+    if KOREAN.get().is_none() {
+        let (files, server) = korean_sources().await?;
+        let _ = KOREAN.set(Korean::parse(files, server));
+    }
+    Ok(())
+}
+
+/// The Korean texts once loaded. Host builds (the tests) read the files directly.
+fn korean() -> Option<&'static Korean> {
+    #[cfg(not(target_family = "wasm"))]
+    return Some(KOREAN.get_or_init(|| Korean::parse(KO_FILES, KO_SERVER)));
+    #[cfg(target_family = "wasm")]
+    KOREAN.get()
+}
+
+static NO_TEXTS: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+
+/// The console's Korean texts (empty until loaded).
 fn ko_catalog() -> &'static HashMap<&'static str, &'static str> {
-    static CATALOG: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
-    CATALOG.get_or_init(|| KO_FILES.iter().flat_map(|(name, text)| parse(name, text)).collect())
+    match korean() {
+        Some(korean) => &korean.texts,
+        None => NO_TEXTS.get_or_init(HashMap::new),
+    }
 }
 
 /// One server template split into literal text and placeholders.
@@ -145,12 +186,12 @@ fn split_template(template: &'static str) -> Vec<Part> {
     parts
 }
 
-fn server_catalog() -> &'static (HashMap<&'static str, &'static str>, Vec<Template>) {
-    static CATALOG: OnceLock<(HashMap<&'static str, &'static str>, Vec<Template>)> = OnceLock::new();
-    CATALOG.get_or_init(|| {
+impl Korean {
+    fn parse(files: &[(&str, &'static str)], server: &'static str) -> Korean {
+        let texts = files.iter().flat_map(|(name, text)| parse(name, text)).collect();
         let mut exact = HashMap::new();
         let mut templates = Vec::new();
-        for (english, korean) in parse("server", KO_SERVER) {
+        for (english, korean) in parse("server", server) {
             if english.contains('{') {
                 templates.push(Template { parts: split_template(english), korean });
             } else {
@@ -167,8 +208,8 @@ fn server_catalog() -> &'static (HashMap<&'static str, &'static str>, Vec<Templa
                     .sum::<usize>(),
             )
         });
-        (exact, templates)
-    })
+        Korean { texts, server: (exact, templates) }
+    }
 }
 
 /// `text` in the current language. `text` is the English source text and the catalog key.
@@ -237,7 +278,7 @@ pub fn server_text(message: &str) -> String {
     if current() == Lang::En {
         return message.to_owned();
     }
-    let (exact, templates) = server_catalog();
+    let Some(Korean { server: (exact, templates), .. }) = korean() else { return message.to_owned() };
     if let Some(korean) = exact.get(message) {
         return (*korean).to_owned();
     }
@@ -256,8 +297,8 @@ pub fn server_text(message: &str) -> String {
 /// A placeholder's text: translated when it is itself a known sentence or word, or matches a template
 /// of its own (a cause inside a reason).
 fn server_text_part(text: &str) -> String {
-    let (exact, templates) = server_catalog();
-    if let Some(korean) = exact.get(text).or_else(|| ko_catalog().get(text)) {
+    let Some(Korean { texts, server: (exact, templates) }) = korean() else { return text.to_owned() };
+    if let Some(korean) = exact.get(text).or_else(|| texts.get(text)) {
         return (*korean).to_owned();
     }
     if templates.iter().any(|template| match_template(&template.parts, text).is_some()) {
@@ -275,10 +316,14 @@ pub struct I18n {
 }
 
 impl I18n {
-    /// Sets up the language for this browser: the one chosen here before, else the browser's own if we
-    /// have it, else English.
+    /// Sets up the language for this browser ([`initial_language`]).
     pub fn provide() -> I18n {
-        let initial = stored().or_else(browser_language).unwrap_or_default();
+        // main.rs downloads the Korean texts before the first render; without them (that failed) the
+        // console starts in English and the language menu can try again.
+        let initial = match initial_language() {
+            Lang::Ko if korean().is_none() => Lang::En,
+            lang => lang,
+        };
         CURRENT.with(|current| current.set(initial));
         set_document_lang(initial);
         let i18n = I18n { lang: RwSignal::new(initial) };
@@ -309,10 +354,30 @@ impl I18n {
         if self.lang.get_untracked() == lang {
             return;
         }
+        if lang == Lang::Ko && korean().is_none() {
+            // The texts arrive in their own module; the console switches once they are here.
+            leptos::task::spawn_local(async move {
+                match load_korean().await {
+                    Ok(()) => self.switch(lang),
+                    Err(error) => leptos::logging::warn!("the Korean texts could not be downloaded: {error}"),
+                }
+            });
+            return;
+        }
+        self.switch(lang);
+    }
+
+    fn switch(self, lang: Lang) {
         CURRENT.with(|current| current.set(lang));
         set_document_lang(lang);
         self.lang.set(lang);
     }
+}
+
+/// The language this browser starts in: the one chosen here before, else the browser's own if we
+/// have it, else English.
+pub fn initial_language() -> Lang {
+    stored().or_else(browser_language).unwrap_or_default()
 }
 
 fn local_storage() -> Option<leptos::web_sys::Storage> {

@@ -9,6 +9,7 @@ pub mod components;
 pub mod i18n;
 pub mod live;
 pub mod pages;
+pub mod routes;
 pub mod session;
 pub mod store;
 
@@ -16,9 +17,12 @@ use components::layout::Shell;
 use leptos::prelude::*;
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::path;
+use routes::*;
 use session::Session;
 
-/// The whole console: session context, then the routes (the login page outside the signed-in frame).
+/// The whole console: session context, then the routes (the login page outside the signed-in frame;
+/// every page but the login page and the infrastructure view loads its code when first needed, see
+/// `routes`).
 #[component]
 pub fn App() -> impl IntoView {
     let i18n = i18n::I18n::provide();
@@ -32,22 +36,22 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=pages::login::LoginPage />
                 <ParentRoute path=path!("") view=Shell>
                     <Route path=path!("") view=pages::infrastructure::InfrastructurePage />
-                    <Route path=path!("zones") view=pages::zones::ZonesPage />
-                    <Route path=path!("clusters") view=pages::clusters::ClustersPage />
-                    <Route path=path!("clusters/:id/ha") view=pages::ha_plan::HaPlanPage />
-                    <Route path=path!("hosts") view=pages::hosts::HostsPage />
-                    <Route path=path!("hosts/:id") view=pages::host_detail::HostDetailPage />
-                    <Route path=path!("vms") view=pages::vms::VmsPage />
-                    <Route path=path!("vms/:id") view=pages::vm_detail::VmDetailPage />
-                    <Route path=path!("offerings") view=pages::offerings::OfferingsPage />
-                    <Route path=path!("users") view=pages::users::UsersPage />
-                    <Route path=path!("audit") view=pages::audit::AuditPage />
-                    <Route path=path!("settings/email") view=pages::email_settings::EmailSettingsPage />
-                    <Route path=path!("alerts") view=pages::alerts::AlertsPage />
-                    <Route path=path!("ha/setup") view=pages::ha_wizard::HaWizardPage />
-                    <Route path=path!("ha/incidents") view=pages::ha_incidents::HaIncidentsPage />
-                    <Route path=path!("ha/incidents/:id") view=pages::ha_incident::HaIncidentPage />
-                    <Route path=path!("account") view=pages::account::AccountPage />
+                    <Route path=path!("zones") view={lazy::<ZonesRoute>()} />
+                    <Route path=path!("clusters") view={lazy::<ClustersRoute>()} />
+                    <Route path=path!("clusters/:id/ha") view={lazy::<ClusterHaRoute>()} />
+                    <Route path=path!("hosts") view={lazy::<HostsRoute>()} />
+                    <Route path=path!("hosts/:id") view={lazy::<HostRoute>()} />
+                    <Route path=path!("vms") view={lazy::<VmsRoute>()} />
+                    <Route path=path!("vms/:id") view={lazy::<VmRoute>()} />
+                    <Route path=path!("offerings") view={lazy::<OfferingsRoute>()} />
+                    <Route path=path!("users") view={lazy::<UsersRoute>()} />
+                    <Route path=path!("audit") view={lazy::<AuditRoute>()} />
+                    <Route path=path!("settings/email") view={lazy::<EmailSettingsRoute>()} />
+                    <Route path=path!("alerts") view={lazy::<AlertsRoute>()} />
+                    <Route path=path!("ha/setup") view={lazy::<HaSetupRoute>()} />
+                    <Route path=path!("ha/incidents") view={lazy::<HaIncidentsRoute>()} />
+                    <Route path=path!("ha/incidents/:id") view={lazy::<HaIncidentRoute>()} />
+                    <Route path=path!("account") view={lazy::<AccountRoute>()} />
                 </ParentRoute>
             </Routes>
         </Router>

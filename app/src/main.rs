@@ -2,5 +2,14 @@
 
 fn main() {
     console_error_panic_hook::set_once();
-    leptos::mount::mount_to_body(app::App);
+    wasm_bindgen_futures::spawn_local(async {
+        // The Korean texts come in their own module: fetched before the first render, so that a
+        // Korean console does not show English first.
+        if app::i18n::initial_language() == app::i18n::Lang::Ko
+            && let Err(error) = app::i18n::load_korean().await
+        {
+            leptos::logging::warn!("the Korean texts could not be downloaded; starting in English: {error}");
+        }
+        leptos::mount::mount_to_body(app::App);
+    });
 }

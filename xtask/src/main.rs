@@ -7,6 +7,7 @@
 //! timeouts and the final test count are handled in one place that can be unit tested.
 
 mod bench;
+mod console;
 mod e2e;
 mod postgres;
 mod proc;
@@ -33,6 +34,8 @@ commands:
                      cluster (PARAPET_TEST_POSTGRES_URL=throwaway forces one)
   e2e                like `test`, but only builds and runs the Playwright end-to-end tests
   tools              only install the missing tools
+  console-wasm       build the console's wasm, split per route group, into target/console-pkg/
+                     (Trunk's pre_build hook runs this; `trunk build --release` builds everything)
   bench-api [--vms N] [--seconds S] [--connections C]
                      p50/p99 of GET /api/v1/vms with N VMs (default 5000) on SQLite and PostgreSQL,
                      loaded by wrk from a second process; prints figures, asserts no times
@@ -151,6 +154,11 @@ fn run() -> Result<ExitCode> {
                 &ctx,
                 &tools::Needs { chromium: true, postgres_package: false, libvirt: true, test_peers: true },
             )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "console-wasm" => {
+            no_options(&command, &rest)?;
+            console::build(&ctx)?;
             Ok(ExitCode::SUCCESS)
         }
         "bench-api" => bench::run(&ctx, &bench::Options::parse(&rest)?),

@@ -201,15 +201,15 @@ fn phase(ctx: &Ctx, report: &mut Report, name: &str, note: &str, body: impl FnOn
     Ok(())
 }
 
-/// `cargo test` on the default members (host crates; the wasm console is not among them) with the
-/// agent's libvirt backend, its stdout
-/// echoed and its `test result:` lines added to the report.
+/// `cargo test` on the whole workspace with the agent's libvirt backend, its stdout echoed and its
+/// `test result:` lines added to the report. The console's unit tests (translations, forms) run on
+/// the host: `app` compiles there too, only its browser calls would not work.
 /// The bool says whether a failure is already counted as failing tests.
 fn cargo_test(ctx: &Ctx, report: &mut Report, postgres_url: &str) -> Result<(Outcome, bool)> {
     let mut command = ctx.cargo();
     // The agent's libvirt backend is tested for real against libvirt's built-in test driver.
     command
-        .args(["test", "--no-fail-fast", "--features", "agent/libvirt"])
+        .args(["test", "--workspace", "--no-fail-fast", "--features", "agent/libvirt"])
         .env(postgres::URL_VARIABLE, postgres_url)
         .stdout(Stdio::piped());
     println!("xtask: $ {}", proc::describe(&command));

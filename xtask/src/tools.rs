@@ -2,7 +2,8 @@
 //!
 //! The versions, and why: trunk 0.21.14 (0.22 needs a newer rustc); wasm-bindgen-cli equal to
 //! Cargo.lock's wasm-bindgen (installed without `--locked`); wasm-opt from npm `binaryen@132.0.0`
-//! (Debian's binaryen breaks the module; Trunk.toml pins version_132); Debian's chromium (Playwright
+//! (Debian's binaryen breaks the module); wasm-split-cli from crates.io `wasm_split_cli_support` 0.2.4
+//! (splits the console per route group; see console.rs); Debian's chromium (Playwright
 //! must never download a browser). Network-bound installs (apt, npm) and the
 //! smaller cargo install run in the background while trunk compiles in the foreground: on 2 cores
 //! trunk's single-threaded LTO tail leaves a core free.
@@ -14,6 +15,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub const TRUNK_VERSION: &str = "0.21.14";
+/// The console's splitter (`cargo xtask console-wasm`): crates.io `wasm_split_cli_support`, whose
+/// bin `wasm-split-cli` needs the `build-binary` feature. It matches leptos 0.8's `wasm_split_helpers`.
+const WASM_SPLIT_CRATE: &str = "wasm_split_cli_support";
+const WASM_SPLIT_VERSION: &str = "0.2.4";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// What `wasm-opt --version` prints for npm's binaryen 132 (found first on PATH: node_modules/.bin).
 const WASM_OPT_VERSION: &str = "wasm-opt version 132 (version_132)";
@@ -83,9 +88,10 @@ pub fn ensure(ctx: &Ctx, needs: &Needs) -> Result<()> {
     wasm_target(ctx)?;
     cargo_fetch(ctx)?;
     let wasm_bindgen_job = wasm_bindgen_cli(ctx)?;
+    let wasm_split_job = wasm_split_cli(ctx)?;
     trunk(ctx)?;
 
-    for job in [wasm_bindgen_job, apt_job, pip_job].into_iter().flatten() {
+    for job in [wasm_bindgen_job, wasm_split_job, apt_job, pip_job].into_iter().flatten() {
         job.join(ctx)?;
     }
     if let Some((job, stamp)) = npm_job {
@@ -99,6 +105,9 @@ pub fn ensure(ctx: &Ctx, needs: &Needs) -> Result<()> {
         check_version(ctx, "wasm-bindgen", &format!("wasm-bindgen {version}"))?;
     }
     check_version(ctx, "trunk", &format!("trunk {TRUNK_VERSION}"))?;
+    if !wasm_split_installed(ctx) {
+        bail!("cargo install --list does not show {WASM_SPLIT_CRATE} v{WASM_SPLIT_VERSION} after installing it");
+    }
     check_version(ctx, "wasm-opt", WASM_OPT_VERSION)?;
     if needs.chromium && proc::probe(ctx.command(CHROMIUM).arg("--version")).is_none() {
         bail!("{CHROMIUM} --version still fails after installing chromium");
@@ -192,6 +201,41 @@ fn wasm_bindgen_cli(ctx: &Ctx) -> Result<Option<Background>> {
     let mut command = ctx.cargo();
     command.args(["install", "wasm-bindgen-cli", "--version", &version]);
     Ok(Some(Background::spawn(ctx, "wasm-bindgen-cli", command)?))
+}
+
+/// Whether `cargo install --list` shows the splitter at our version, with its `wasm-split-cli` bin.
+fn wasm_split_installed(ctx: &Ctx) -> bool {
+    let Some(list) = proc::probe(ctx.cargo().args(["install", "--list"])) else { return false };
+    installed_bin(&list, WASM_SPLIT_CRATE, WASM_SPLIT_VERSION, "wasm-split-cli")
+        && proc::probe(ctx.command("wasm-split-cli").arg("--help")).is_some()
+}
+
+/// The splitter, installed from its own lock file (it builds on rustc 1.95 as published).
+fn wasm_split_cli(ctx: &Ctx) -> Result<Option<Background>> {
+    if wasm_split_installed(ctx) {
+        println!("xtask: wasm-split-cli: present ({WASM_SPLIT_CRATE} {WASM_SPLIT_VERSION})");
+        return Ok(None);
+    }
+    println!("xtask: wasm-split-cli: installing {WASM_SPLIT_CRATE} {WASM_SPLIT_VERSION} (~3 min)");
+    let mut command = ctx.cargo();
+    command.args([
+        "install",
+        "--locked",
+        WASM_SPLIT_CRATE,
+        "--version",
+        WASM_SPLIT_VERSION,
+        "--features",
+        "build-binary",
+    ]);
+    Ok(Some(Background::spawn(ctx, "wasm-split-cli", command)?))
+}
+
+/// Whether a `cargo install --list` output has `krate vVERSION:` with `bin` listed under it.
+fn installed_bin(list: &str, krate: &str, version: &str, bin: &str) -> bool {
+    let heading = format!("{krate} v{version}:");
+    let mut lines = list.lines().skip_while(|line| line.trim() != heading);
+    lines.next().is_some()
+        && lines.take_while(|line| line.starts_with(char::is_whitespace)).any(|line| line.trim() == bin)
 }
 
 /// `pip install -r requirements-test.txt`: quick and offline when every pin is already satisfied.
@@ -311,6 +355,25 @@ source = \"registry+https://github.com/rust-lang/crates.io-index\"
 ";
         assert_eq!(locked_version(lock, "wasm-bindgen").as_deref(), Some("0.2.130"));
         assert_eq!(locked_version(lock, "leptos"), None);
+    }
+
+    #[test]
+    fn installed_bin_needs_the_version_and_the_bin() {
+        let list = "\
+trunk v0.21.14:
+    trunk
+wasm_split_cli_support v0.2.4:
+    wasm-split-cli
+";
+        assert!(installed_bin(list, "wasm_split_cli_support", "0.2.4", "wasm-split-cli"));
+        assert!(!installed_bin(list, "wasm_split_cli_support", "0.2.3", "wasm-split-cli"));
+        assert!(!installed_bin(list, "trunk", "0.21.14", "wasm-split-cli"));
+        assert!(!installed_bin(
+            "wasm_split_cli_support v0.2.4:\n",
+            "wasm_split_cli_support",
+            "0.2.4",
+            "wasm-split-cli"
+        ));
     }
 
     #[test]

@@ -81,6 +81,8 @@ fn SignedInFrame() -> impl IntoView {
     let live = SendWrapper::new(LiveEvents::start(store, session));
     let clock = set_interval_with_handle(move || store.now.set(Utc::now()), Duration::from_secs(1));
     let refresh = set_interval_with_handle(move || session.refresh(), REFRESH_EVERY);
+    // The other pages' code, fetched once this frame is up so a first visit does not wait for it.
+    Effect::new(crate::routes::preload_all);
     on_cleanup(move || {
         drop(live);
         if let Ok(clock) = clock {

@@ -23,7 +23,7 @@ use crate::state::AppState;
 use api::v1::{ApiError, CSRF_HEADER};
 use axum::extract::Request;
 use axum::handler::Handler;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, MethodRouter};
@@ -31,6 +31,7 @@ use axum::{Json, Router};
 use std::path::Path;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeader;
 use tower_http::trace::TraceLayer;
 
 pub use agent::token_hash;
@@ -161,7 +162,15 @@ pub fn router(state: AppState, web_dir: Option<&Path>) -> Router {
         .route("/readyz", routing::get(health::readyz));
     if let Some(dir) = web_dir {
         let index = dir.join("index.html");
-        router = router.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(index)));
+        // `no-cache`: the browser may keep the files but must revalidate them (Last-Modified, 304).
+        // The console's wasm and JS under /pkg/ have fixed names, so without this an upgraded server
+        // could meet a stale main module that no longer fits its freshly loaded route modules.
+        let files = ServeDir::new(dir).fallback(ServeFile::new(index));
+        router = router.fallback_service(SetResponseHeader::overriding(
+            files,
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        ));
     }
     router.with_state(state).layer(CompressionLayer::new()).layer(TraceLayer::new_for_http())
 }
