@@ -60,3 +60,27 @@ impl Default for RuntimeSettings {
         }
     }
 }
+
+/// A state over a fresh SQLite database in a temporary directory (kept while the `TempDir` lives), with
+/// the first admin's password `admin_password`, for unit tests.
+#[cfg(test)]
+pub(crate) async fn test_state(admin_password: &str) -> (AppState, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+    crate::app::auth::bootstrap_admin(&db, Some(admin_password.into())).await.unwrap();
+    let state = AppState {
+        db,
+        hub: AgentHub::new(Duration::from_secs(5)),
+        events: EventBus::new(),
+        keys: Arc::new(SessionKeys::from_secret(&[1u8; 32], chrono::Duration::minutes(15))),
+        settings: Arc::new(RuntimeSettings::default()),
+        login_throttle: Arc::default(),
+        migrations: Arc::default(),
+        admission_lock: Arc::default(),
+        shutting_down: tokio::sync::watch::channel(false).1,
+        secrets: Arc::new(SecretBox::from_key(&[2u8; 32])),
+        oobm_sync: Arc::default(),
+        outbox: Default::default(),
+    };
+    (state, dir)
+}

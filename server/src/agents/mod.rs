@@ -53,6 +53,10 @@ pub struct AgentHub {
     pub ha_views: ha_views::HaViews,
     /// Who leads the HA engine, as this server last saw it (for `GET /ha/leader`).
     pub leadership: Arc<Mutex<Leadership>>,
+    /// One gate per host: a session's start (host marked connected, session attached) and an older
+    /// session's end (detached, host marked disconnected) each hold it, so they never interleave
+    /// (`session::take_over`, `session::hand_back`).
+    gates: Arc<Mutex<HashMap<HostId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// This server's view of the leader lease.
@@ -76,6 +80,7 @@ impl AgentHub {
             command_timeout,
             ha_views: ha_views::HaViews::default(),
             leadership: Arc::default(),
+            gates: Arc::default(),
         }
     }
 
@@ -108,6 +113,12 @@ impl AgentHub {
 
     pub fn connected_hosts(&self) -> Vec<HostId> {
         self.state.lock().unwrap().sessions.keys().copied().collect()
+    }
+
+    /// Waits for `host`'s gate (see `gates`); the gate opens again when the guard is dropped.
+    async fn host_gate(&self, host: HostId) -> tokio::sync::OwnedMutexGuard<()> {
+        let gate = Arc::clone(self.gates.lock().unwrap().entry(host).or_default());
+        gate.lock_owned().await
     }
 
     /// A new session for `host` replaces any older one (whose sender is dropped, ending it).

@@ -107,7 +107,7 @@ pub async fn run(state: AppState, zone: ZoneRecord, socket: WebSocket) {
     if sink.send(encode(&welcome)).await.is_err() {
         return;
     }
-    let connection_id = state.hub.attach(host_id, sender.clone());
+    let connection_id = take_over(&state, host_id, sender.clone()).await;
     tracing::info!(host = %registration.name, %host_id, "agent connected");
     state.events.publish_host(&state.db, host_id).await;
 
@@ -131,10 +131,33 @@ pub async fn run(state: AppState, zone: ZoneRecord, socket: WebSocket) {
     let _ = applier.await;
 
     writer.abort();
-    if state.hub.detach(host_id, connection_id) {
+    if hand_back(&state, host_id, connection_id).await {
         tracing::info!(host = %registration.name, %host_id, "agent disconnected");
-        app::hosts::mark_disconnected(&state, host_id).await;
     }
+}
+
+/// The new session becomes `host_id`'s current one, under the host's gate: the host is marked
+/// connected (again: `register` did it before the handshake, but an older session of the same agent
+/// may have ended since and marked it disconnected) and the session attached. An older session that
+/// ends at the same moment either finishes first, and this overwrites its marking, or finds itself
+/// replaced and marks nothing. Answers the session's connection id.
+async fn take_over(state: &AppState, host_id: HostId, sender: mpsc::Sender<ServerMessage>) -> u64 {
+    let _gate = state.hub.host_gate(host_id).await;
+    if let Err(error) = state.db.host_set_connected(host_id, true).await {
+        tracing::warn!(%host_id, error = %error_chain(&error), "cannot mark a host connected");
+    }
+    state.hub.attach(host_id, sender)
+}
+
+/// The session ends. If it is still `host_id`'s current one, it is detached and the host marked
+/// disconnected (its VMs unknown), under the host's gate; answers whether it was current.
+async fn hand_back(state: &AppState, host_id: HostId, connection_id: u64) -> bool {
+    let _gate = state.hub.host_gate(host_id).await;
+    if !state.hub.detach(host_id, connection_id) {
+        return false;
+    }
+    app::hosts::mark_disconnected(state, host_id).await;
+    true
 }
 
 async fn next_hello(stream: &mut futures::stream::SplitStream<WebSocket>) -> Result<HostRegistration, FrameError> {
@@ -269,5 +292,54 @@ mod tests {
         );
         let ok = parse_frame(r#"{"v":1,"body":{"type":"heartbeat","seq":3,"sent_at":"2026-01-01T00:00:00Z"}}"#);
         assert!(matches!(ok, Ok(AgentMessage::Heartbeat { seq: 3, .. })));
+    }
+
+    /// An agent that reconnects before the server has seen its old connection end: the old session's
+    /// end (detach, then marking the host disconnected and its VMs unknown) runs at the same moment as
+    /// the new session's start. Whatever the order, the new session must end up current with the host
+    /// marked connected; before the host gate, the old session's marking often landed last (a live
+    /// agent shown disconnected, its VMs unknown, until it reconnected again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_ending_as_its_replacement_starts_never_leaves_the_host_disconnected() {
+        use api::agent::HostRegistration;
+        use api::v1::{HypervisorKind, Resources};
+
+        let (state, _dir) = crate::state::test_state("session-test-admin-1").await;
+        let zone = state.db.zone_insert("zone-1", "not-a-real-token-hash").await.unwrap();
+        let cluster = state.db.cluster_insert(zone.id, "cluster-1").await.unwrap();
+        let registration = HostRegistration {
+            name: "kvm-1".into(),
+            address: "127.0.0.1".into(),
+            cluster: "cluster-1".into(),
+            hypervisor: HypervisorKind::Sim,
+            capacity: Resources { cpu_cores: 8, cpu_mhz: 2000, memory_mb: 16_384 },
+            mounted_storage: Vec::new(),
+            agent_version: "test".into(),
+            peer_port: None,
+        };
+        let host = state.db.host_register(zone.id, cluster.id, &registration).await.unwrap();
+        let mut current = take_over(&state, host, mpsc::channel(1).0).await;
+
+        for round in 0..40 {
+            let old = current;
+            let ending = tokio::spawn({
+                let state = state.clone();
+                async move { hand_back(&state, host, old).await }
+            });
+            let starting = tokio::spawn({
+                let state = state.clone();
+                async move { take_over(&state, host, mpsc::channel(1).0).await }
+            });
+            let (ended, started) = (ending.await.unwrap(), starting.await.unwrap());
+            current = started;
+            assert!(state.hub.is_connected(host), "round {round}: no session is current");
+            let row = state.db.host_fetch(host).await.unwrap().unwrap();
+            assert_eq!(
+                row.connection,
+                api::v1::AgentConnection::Connected,
+                "round {round}: the new session is current but the host is marked disconnected \
+                 (the old session was current when it ended: {ended})"
+            );
+        }
     }
 }

@@ -1,39 +1,16 @@
 //! Router tests without a socket: `router(state).oneshot(request)`.
 
 use super::*;
-use crate::agents::AgentHub;
-use crate::app::auth::{SessionKeys, bootstrap_admin};
-use crate::db::Db;
-use crate::events::EventBus;
-use crate::state::{AppState, RuntimeSettings};
+use crate::state::AppState;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use std::sync::Arc;
-use std::time::Duration;
 use tower::ServiceExt;
 
 const PASSWORD: &str = "test-password-1";
 
 async fn test_state() -> (AppState, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open_sqlite(&dir.path().join("t.db")).await.unwrap();
-    bootstrap_admin(&db, Some(PASSWORD.into())).await.unwrap();
-    let state = AppState {
-        db,
-        hub: AgentHub::new(Duration::from_secs(5)),
-        events: EventBus::new(),
-        keys: Arc::new(SessionKeys::from_secret(&[1u8; 32], chrono::Duration::minutes(15))),
-        settings: Arc::new(RuntimeSettings::default()),
-        login_throttle: Arc::default(),
-        migrations: Arc::default(),
-        admission_lock: Arc::default(),
-        shutting_down: tokio::sync::watch::channel(false).1,
-        secrets: Arc::new(crate::secrets::SecretBox::from_key(&[2u8; 32])),
-        oobm_sync: Arc::default(),
-        outbox: Default::default(),
-    };
-    (state, dir)
+    crate::state::test_state(PASSWORD).await
 }
 
 fn request(method: &str, uri: &str, cookie: Option<&str>, body: Option<serde_json::Value>) -> Request<Body> {
