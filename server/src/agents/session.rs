@@ -301,22 +301,10 @@ mod tests {
     /// agent shown disconnected, its VMs unknown, until it reconnected again).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_session_ending_as_its_replacement_starts_never_leaves_the_host_disconnected() {
-        use api::agent::HostRegistration;
-        use api::v1::{HypervisorKind, Resources};
-
         let (state, _dir) = crate::state::test_state("session-test-admin-1").await;
         let zone = state.db.zone_insert("zone-1", "not-a-real-token-hash").await.unwrap();
         let cluster = state.db.cluster_insert(zone.id, "cluster-1").await.unwrap();
-        let registration = HostRegistration {
-            name: "kvm-1".into(),
-            address: "127.0.0.1".into(),
-            cluster: "cluster-1".into(),
-            hypervisor: HypervisorKind::Sim,
-            capacity: Resources { cpu_cores: 8, cpu_mhz: 2000, memory_mb: 16_384 },
-            mounted_storage: Vec::new(),
-            agent_version: "test".into(),
-            peer_port: None,
-        };
+        let registration = crate::db::testdb::registration("kvm-1", "cluster-1", &[]);
         let host = state.db.host_register(zone.id, cluster.id, &registration).await.unwrap();
         let mut current = take_over(&state, host, mpsc::channel(1).0).await;
 

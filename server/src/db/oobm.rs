@@ -354,24 +354,13 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testdb::on_each_backend;
+    use super::super::testdb::{on_each_backend, registration};
     use super::*;
-    use api::agent::HostRegistration;
-    use api::v1::{HypervisorKind, Resources};
 
     async fn host(db: &Db) -> (HostId, ZoneId, ClusterId) {
         let zone = db.zone_insert("z", "hash").await.unwrap();
         let cluster = db.cluster_insert(zone.id, "c").await.unwrap();
-        let registration = HostRegistration {
-            name: "h1".into(),
-            address: "127.0.1.1".into(),
-            cluster: "c".into(),
-            hypervisor: HypervisorKind::Sim,
-            capacity: Resources { cpu_cores: 4, cpu_mhz: 8000, memory_mb: 8192 },
-            mounted_storage: vec![],
-            agent_version: "t".into(),
-            peer_port: None,
-        };
+        let registration = registration("h1", "c", &[]);
         (db.host_register(zone.id, cluster.id, &registration).await.unwrap(), zone.id, cluster.id)
     }
 

@@ -3,7 +3,23 @@
 //! command sets it, starting a throwaway server when none is running), else 127.0.0.1:5432.
 
 use super::Db;
+use api::agent::HostRegistration;
+use api::v1::{HypervisorKind, Resources};
 use std::future::Future;
+
+/// A simulated host's `Hello` (16 cores, 64 GiB) for `cluster`, with `mounts` mounted.
+pub fn registration(name: &str, cluster: &str, mounts: &[&str]) -> HostRegistration {
+    HostRegistration {
+        name: name.into(),
+        address: "127.0.1.1".into(),
+        cluster: cluster.into(),
+        hypervisor: HypervisorKind::Sim,
+        capacity: Resources { cpu_cores: 16, cpu_mhz: 38400, memory_mb: 65536 },
+        mounted_storage: mounts.iter().map(|url| url.to_string()).collect(),
+        agent_version: "test".into(),
+        peer_port: None,
+    }
+}
 
 pub fn postgres_admin_url() -> String {
     std::env::var("PARAPET_TEST_POSTGRES_URL")

@@ -1,24 +1,10 @@
 //! The database layer against both backends: every test runs on a fresh SQLite file and a fresh
 //! PostgreSQL database.
 
-use super::testdb::on_each_backend;
+use super::testdb::{on_each_backend, registration};
 use super::*;
 use api::ClusterId;
-use api::agent::HostRegistration;
 use api::v1::*;
-
-fn registration(name: &str, cluster: &str, mounts: &[&str]) -> HostRegistration {
-    HostRegistration {
-        name: name.into(),
-        address: "127.0.1.1".into(),
-        cluster: cluster.into(),
-        hypervisor: HypervisorKind::Sim,
-        capacity: Resources { cpu_cores: 16, cpu_mhz: 38400, memory_mb: 65536 },
-        mounted_storage: mounts.iter().map(|url| url.to_string()).collect(),
-        agent_version: "test".into(),
-        peer_port: None,
-    }
-}
 
 #[tokio::test]
 async fn users_are_unique_and_token_versions_move_on() {
