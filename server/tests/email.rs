@@ -4,6 +4,8 @@
 //! refuses, delivery once a server that was down comes up, timeouts, and the SMTP password kept out of
 //! every answer, the audit log and the logs. Prints the time from an alert to its mail's arrival.
 
+#[path = "support/api_client.rs"]
+mod api_client;
 #[path = "support/smtp.rs"]
 mod smtp;
 
@@ -67,8 +69,7 @@ impl Write for Tee {
 // ---------------------------------------------------------------- a server under test
 
 struct TestServer {
-    base: String,
-    client: reqwest::Client,
+    browser: api_client::Browser,
     state: AppState,
     /// Every API answer's text, to look for passwords in.
     answers: Arc<Mutex<String>>,
@@ -104,8 +105,8 @@ impl TestServer {
         let task = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
-        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
-        let test = TestServer { base, client, state, answers: Arc::default(), stop: Some(stop), task: Some(task) };
+        let browser = api_client::Browser::new(&base);
+        let test = TestServer { browser, state, answers: Arc::default(), stop: Some(stop), task: Some(task) };
         let (status, _) = test
             .call("POST", "/auth/login", Some(serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD})))
             .await;
@@ -114,14 +115,7 @@ impl TestServer {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-        let url = format!("{}/api/v1{path}", self.base);
-        let mut request = self.client.request(method.parse().unwrap(), url).header(api::v1::CSRF_HEADER, "1");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
+        let (status, text) = self.browser.call_text(method, path, body).await;
         self.answers.lock().unwrap().push_str(&text);
         (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
     }

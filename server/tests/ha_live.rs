@@ -5,6 +5,8 @@
 //! And two `parapet serve` processes on one PostgreSQL database: only one leads; killing it lets the
 //! other take over with a higher epoch.
 
+#[path = "support/api_client.rs"]
+mod api_client;
 #[path = "support/ha_pool.rs"]
 mod ha_pool;
 
@@ -169,13 +171,8 @@ fn holder_pid(holder: &str) -> Option<u32> {
 
 #[tokio::test]
 async fn two_servers_on_one_database_have_one_leader_and_the_other_takes_over_when_it_is_killed() {
-    sqlx::any::install_default_drivers();
-    let admin_url = std::env::var("PARAPET_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let admin = sqlx::AnyPool::connect(&admin_url).await.expect("PostgreSQL is required for this test");
-    let name = format!("parapet_lease_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let database = api_client::PostgresDatabase::create("parapet_lease").await;
+    let url = database.url.clone();
     // Migrate first, so the two servers do not race to create the schema.
     let db = server::db::Db::connect(&url).await.unwrap();
 
@@ -235,5 +232,5 @@ async fn two_servers_on_one_database_have_one_leader_and_the_other_takes_over_wh
 
     drop(servers);
     db.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await.unwrap();
+    database.drop().await;
 }

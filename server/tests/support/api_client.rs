@@ -2,7 +2,8 @@
 //! console does (CSRF header, JSON bodies, session cookie). Over SQLite in a data directory, or over a
 //! fresh PostgreSQL database ([`PostgresDatabase`]).
 //!
-//! Shared by `tests/account_language.rs` and `tests/ha_pause.rs` (`#[path]`-included). A test that needs
+//! Shared by `tests/account_language.rs`, `tests/ha_pause.rs`, `tests/email.rs` (its [`Browser`]) and
+//! `tests/ha_live.rs` (its [`PostgresDatabase`]), `#[path]`-included. A test that needs
 //! rows of its own seeds `server.state.db` between [`prepare`] and [`TestServer::serve`]; a test's own
 //! calls are further `impl Browser` blocks in the test file.
 
@@ -48,7 +49,7 @@ impl TestServer {
 
     /// A browser of its own (cookie jar), not signed in.
     pub fn browser(&self) -> Browser {
-        Browser { base: self.base.clone(), client: reqwest::Client::builder().cookie_store(true).build().unwrap() }
+        Browser::new(&self.base)
     }
 
     /// A browser of its own, signed in as `username`, and the sign-in answer (`Me`).
@@ -78,9 +79,20 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A browser of its own (cookie jar) for the server at `base`, not signed in.
+    pub fn new(base: &str) -> Browser {
+        Browser { base: base.to_owned(), client: reqwest::Client::builder().cookie_store(true).build().unwrap() }
+    }
+
     /// `method` `/api/v1{path}` with an optional JSON body: the status and the JSON answer (`null` when
     /// the answer is empty or not JSON).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self.call_text(method, path, body).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// [`Browser::call`], answering the answer's text as it came.
+    pub async fn call_text(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
         let url = format!("{}/api/v1{path}", self.base);
         let mut request = self.client.request(method.parse().unwrap(), url).header(api::v1::CSRF_HEADER, "1");
         if let Some(body) = body {
@@ -88,8 +100,7 @@ impl Browser {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (status, response.text().await.unwrap())
     }
 }
 
