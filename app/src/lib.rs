@@ -15,6 +15,7 @@ pub mod store;
 
 use components::layout::Shell;
 use leptos::prelude::*;
+use leptos_router::Lazy;
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::path;
 use routes::*;
@@ -36,22 +37,22 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=pages::login::LoginPage />
                 <ParentRoute path=path!("") view=Shell>
                     <Route path=path!("") view=pages::infrastructure::InfrastructurePage />
-                    <Route path=path!("zones") view={lazy::<ZonesRoute>()} />
-                    <Route path=path!("clusters") view={lazy::<ClustersRoute>()} />
-                    <Route path=path!("clusters/:id/ha") view={lazy::<ClusterHaRoute>()} />
-                    <Route path=path!("hosts") view={lazy::<HostsRoute>()} />
-                    <Route path=path!("hosts/:id") view={lazy::<HostRoute>()} />
-                    <Route path=path!("vms") view={lazy::<VmsRoute>()} />
-                    <Route path=path!("vms/:id") view={lazy::<VmRoute>()} />
-                    <Route path=path!("offerings") view={lazy::<OfferingsRoute>()} />
-                    <Route path=path!("users") view={lazy::<UsersRoute>()} />
-                    <Route path=path!("audit") view={lazy::<AuditRoute>()} />
-                    <Route path=path!("settings/email") view={lazy::<EmailSettingsRoute>()} />
-                    <Route path=path!("alerts") view={lazy::<AlertsRoute>()} />
-                    <Route path=path!("ha/setup") view={lazy::<HaSetupRoute>()} />
-                    <Route path=path!("ha/incidents") view={lazy::<HaIncidentsRoute>()} />
-                    <Route path=path!("ha/incidents/:id") view={lazy::<HaIncidentRoute>()} />
-                    <Route path=path!("account") view={lazy::<AccountRoute>()} />
+                    <Route path=path!("zones") view={Lazy::<ZonesRoute>::new()} />
+                    <Route path=path!("clusters") view={Lazy::<ClustersRoute>::new()} />
+                    <Route path=path!("clusters/:id/ha") view={Lazy::<ClusterHaRoute>::new()} />
+                    <Route path=path!("hosts") view={Lazy::<HostsRoute>::new()} />
+                    <Route path=path!("hosts/:id") view={Lazy::<HostRoute>::new()} />
+                    <Route path=path!("vms") view={Lazy::<VmsRoute>::new()} />
+                    <Route path=path!("vms/:id") view={Lazy::<VmRoute>::new()} />
+                    <Route path=path!("offerings") view={Lazy::<OfferingsRoute>::new()} />
+                    <Route path=path!("users") view={Lazy::<UsersRoute>::new()} />
+                    <Route path=path!("audit") view={Lazy::<AuditRoute>::new()} />
+                    <Route path=path!("settings/email") view={Lazy::<EmailSettingsRoute>::new()} />
+                    <Route path=path!("alerts") view={Lazy::<AlertsRoute>::new()} />
+                    <Route path=path!("ha/setup") view={Lazy::<HaSetupRoute>::new()} />
+                    <Route path=path!("ha/incidents") view={Lazy::<HaIncidentsRoute>::new()} />
+                    <Route path=path!("ha/incidents/:id") view={Lazy::<HaIncidentRoute>::new()} />
+                    <Route path=path!("account") view={Lazy::<AccountRoute>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>

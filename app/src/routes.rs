@@ -24,7 +24,7 @@
 use crate::i18n::t;
 use leptos::prelude::*;
 use leptos::wasm_split::SplitLoaderError;
-use leptos_router::{Lazy, LazyRoute};
+use leptos_router::LazyRoute;
 
 /// Lazily loaded pages of one group: `$route` is what the route table names, `$load` the split
 /// function that builds the page's view inside the `$group` module, `$preload` the group's preload
@@ -93,11 +93,6 @@ lazy_pages!(admin, preload_admin:
     AlertsRoute => alerts_view => crate::pages::alerts::AlertsPage,
     AccountRoute => account_view => crate::pages::account::AccountPage,
 );
-
-/// The route table's view of a lazy page.
-pub fn lazy<R: LazyRoute>() -> Lazy<R> {
-    Lazy::new()
-}
 
 /// Fetches every group's module in the background (once the signed-in frame is up), so the first
 /// visit to a page does not wait on the network. A failed fetch is retried when the page opens.
